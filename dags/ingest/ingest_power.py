@@ -1,0 +1,69 @@
+"""
+### ingest_power
+
+**Trigger:** runs continuously; each run waits (deferred in the triggerer, holding no worker slot) until
+files appear in the landing zone's `household_power/` folder.
+
+**Produces:** for every landed UCI power file, an immutable curated snapshot
+(`curated/household_power/version=<sha>/`: parquet + manifest) and one `household_power` asset event whose
+extra names it (`schema, uri, version, sha256, rows, source_files`).
+
+Re-landing a file already ingested archives it and emits nothing (the task is skipped). A file that cannot be
+parsed goes to `quarantine/household_power/` with a `.reason.json` beside it and fails its task without retry.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.sensors.filesystem import FileSensor
+from airflow.sdk import DAG, task
+
+from retrain import config, orchestration
+
+DATASET = "household_power"
+HOUSEHOLD_POWER = orchestration.data_asset(DATASET)
+ingest_cfg = config.load("ingest")
+
+with DAG(
+    dag_id="ingest_power",
+    schedule="@continuous",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    doc_md=__doc__,
+    params={"workload": "ingest"},
+    **orchestration.dag_kwargs("ingest"),
+):
+    wait_for_landing = FileSensor(
+        task_id="wait_for_landing",
+        doc="Waits for any file in landing/household_power/.",
+        fs_conn_id="retrain_landing",
+        filepath=f"{DATASET}/*",
+        deferrable=True,
+        poke_interval=ingest_cfg.poke_interval_seconds,
+        timeout=ingest_cfg.wait_timeout_hours * 3600,
+    )
+
+    @task
+    def list_landed() -> list[str]:
+        """Names of the files waiting in landing/household_power/."""
+        from retrain.ingest import landing
+
+        return landing.pending(DATASET)
+
+    @task(outlets=[HOUSEHOLD_POWER])
+    @orchestration.permanent_errors_fail_fast
+    def ingest(file_name: str, *, outlet_events=None, run_id=None) -> dict:
+        """One landed file -> one committed snapshot -> one household_power event."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from retrain.ingest import power
+
+        result = power.ingest_file(file_name, run_id)
+        if not result.emits_event:
+            raise AirflowSkipException(f"{file_name}: already ingested as snapshot {result.snapshot.version}; no event")
+        extra = result.snapshot.event_extra()
+        outlet_events[HOUSEHOLD_POWER].extra = extra
+        return extra
+
+    files = list_landed()
+    wait_for_landing >> files
+    ingest.expand(file_name=files)

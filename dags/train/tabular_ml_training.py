@@ -1,0 +1,99 @@
+"""
+### tabular_ml_training
+
+**Trigger:** every `household_power` asset event (a new curated snapshot). Manual runs may name a snapshot
+with the `version` param; without one they train the snapshot of the asset's latest event.
+
+**Steps:** Great Expectations quality gate on exactly the snapshot the event names (bad data fails at once,
+no retry) → hourly features with a time-ordered split → LightGBM on CPU (`cpu` pool) → test RMSE/MAE beside a
+seasonal-naive baseline → MLflow run (params, per-iteration metrics, model, plots, quality report, lineage).
+
+**Produces:** a `household_power_lgbm.candidate` asset event carrying the MLflow run id, model URI and
+metrics, which `promote_models` judges. When several snapshots land before a run starts, the run trains the
+newest and records the ones it supersedes.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param, task
+
+from retrain import orchestration
+
+WORKLOAD = "tabular_ml_training"
+DATASET = "household_power"
+MODEL = "household_power_lgbm"
+HOUSEHOLD_POWER = orchestration.data_asset(DATASET)
+CANDIDATE = orchestration.candidate_asset(MODEL)
+
+with DAG(
+    dag_id=WORKLOAD,
+    schedule=HOUSEHOLD_POWER,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    doc_md=__doc__,
+    params={
+        "workload": WORKLOAD,
+        "version": Param(None, type=["null", "string"], description="Snapshot version for a manual run"),
+    },
+    **orchestration.dag_kwargs(WORKLOAD),
+):
+
+    @task(inlets=[HOUSEHOLD_POWER])
+    @orchestration.permanent_errors_fail_fast
+    def resolve_snapshot(**context) -> dict:
+        """The event extra naming the snapshot this run trains on."""
+        from retrain import events
+
+        chosen, superseded = events.newest(orchestration.data_events(context, DATASET), DATASET)
+        return chosen | {"superseded_versions": superseded}
+
+    @task
+    @orchestration.permanent_errors_fail_fast
+    def quality_gate(event: dict, **context) -> dict:
+        """Quality report summary; raises (no retry) when the snapshot fails its suite."""
+        from retrain.workloads import tabular
+
+        run = orchestration.run_coordinates(context)
+        return tabular.gate(event, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+
+    @task
+    @orchestration.permanent_errors_fail_fast
+    def prepare(event: dict, gate: dict, **context) -> dict:
+        """Train/validation/test feature files in the run's work folder."""
+        from retrain.workloads import tabular
+
+        run = orchestration.run_coordinates(context)
+        return tabular.prepare(event, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+
+    @task(pool="cpu")
+    def train(features: dict, **context) -> dict:
+        """A LightGBM booster (model.txt) with its per-iteration history."""
+        from retrain.workloads import tabular
+
+        run = orchestration.run_coordinates(context)
+        return tabular.train(DATASET, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+
+    @task
+    def evaluate(trained: dict, **context) -> dict:
+        """Test metrics of the model and the seasonal-naive baseline, predictions and plots."""
+        from retrain.workloads import tabular
+
+        run = orchestration.run_coordinates(context)
+        return tabular.evaluate(DATASET, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+
+    @task(outlets=[CANDIDATE])
+    def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
+        """The MLflow candidate run; emits the candidate-model event."""
+        from retrain import tracking
+        from retrain.workloads import tabular
+
+        run = orchestration.run_coordinates(context)
+        lineage = tracking.Lineage(**run, data=event, quality=gate)
+        extra = tabular.log_candidate(lineage, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+        outlet_events[CANDIDATE].extra = extra
+        return extra
+
+    snapshot = resolve_snapshot()
+    verdict = quality_gate(snapshot)
+    metrics = evaluate(train(prepare(snapshot, verdict)))
+    log_candidate(snapshot, verdict, metrics)

@@ -1,0 +1,133 @@
+"""Workload configuration: one YAML per workload under ``configs/``, loaded into frozen pydantic models.
+
+Unknown keys are an error, so a typo never silently falls back to a default. DAG files know only the
+workload's name; owner, retries, timeouts, pools and notifications come from here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from retrain.errors import ConfigError
+from retrain.settings import get_settings
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Notify(Strict):
+    """Where failures are reported: always the task log; e-mail through Airflow's SMTP provider when listed."""
+
+    email: list[str] = Field(default_factory=list)
+
+
+class TaskDefaults(Strict):
+    """Airflow task defaults shared by every DAG of a workload."""
+
+    owner: str
+    retries: int = Field(ge=0, le=10)
+    retry_delay_seconds: int = Field(gt=0)
+    retry_exponential_backoff: bool = True
+    max_retry_delay_seconds: int = Field(default=600, gt=0)
+    execution_timeout_minutes: int = Field(gt=0)
+    pool: str = "default_pool"
+    queue: str = "default"
+    notify: Notify = Field(default_factory=Notify)
+
+
+class LightGBMParams(Strict):
+    objective: Literal["regression", "regression_l1", "huber", "binary"] = "regression"
+    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(400, ge=1)
+    early_stopping_rounds: int = Field(30, ge=1)
+    min_data_in_leaf: int = Field(20, ge=1)
+    feature_fraction: float = Field(0.9, gt=0, le=1)
+    bagging_fraction: float = Field(0.9, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(0.0, ge=0)
+    num_threads: int = Field(0, ge=0)  # 0: one per available core
+    seed: int = 42
+
+
+class TabularFeatures(Strict):
+    target: str = "global_active_power"
+    resample: Literal["1h"] = "1h"
+    lags_hours: list[int] = Field(default_factory=lambda: [1, 2, 3, 24, 48, 168])
+    rolling_hours: list[int] = Field(default_factory=lambda: [3, 24])
+    max_missing_fraction_per_hour: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _positive(self):
+        if any(h < 1 for h in self.lags_hours + self.rolling_hours):
+            raise ValueError("lags_hours and rolling_hours must be at least 1")
+        return self
+
+
+class TimeSplit(Strict):
+    """Time-ordered split: the last ``test_days`` are the test window, the ``valid_days`` before it validate."""
+
+    test_days: int = Field(7, ge=1)
+    valid_days: int = Field(7, ge=1)
+    min_train_days: int = Field(14, ge=1)
+
+
+class TabularDataset(Strict):
+    model: str
+    features: TabularFeatures = Field(default_factory=TabularFeatures)
+    split: TimeSplit = Field(default_factory=TimeSplit)
+    lightgbm: LightGBMParams = Field(default_factory=LightGBMParams)
+    seasonal_naive_lag_hours: int = Field(168, ge=1)
+
+
+class WorkloadConfig(Strict):
+    workload: str
+    description: str = ""
+    defaults: TaskDefaults
+    max_active_runs: int = Field(1, ge=1)
+    tags: list[str] = Field(default_factory=list)
+
+
+class IngestConfig(WorkloadConfig):
+    poke_interval_seconds: int = Field(5, gt=0)
+    wait_timeout_hours: int = Field(24, gt=0)
+
+
+class TabularConfig(WorkloadConfig):
+    datasets: dict[str, TabularDataset]
+
+
+_MODELS: dict[str, type[WorkloadConfig]] = {
+    "ingest": IngestConfig,
+    "tabular_ml_training": TabularConfig,
+}
+
+
+def register(workload: str, model: type[WorkloadConfig]) -> None:
+    _MODELS[workload] = model
+
+
+@functools.cache
+def load(workload: str) -> WorkloadConfig:
+    """The validated configuration of a workload (``configs/<workload>.yaml``)."""
+    path = get_settings().config_dir / f"{workload}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no configuration for workload {workload!r}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    model = _MODELS.get(workload, WorkloadConfig)
+    try:
+        config = model.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    if config.workload != workload:
+        raise ConfigError(f"{path}: workload must be {workload!r} (observed {config.workload!r})")
+    return config

@@ -1,0 +1,88 @@
+"""The landing zone: arrivals are claimed, then archived once their snapshot is committed, or quarantined.
+
+Life of a landed file ``landing/<dataset>/<name>``:
+
+1. *claim*: renamed to ``work/ingest/<run>/<dataset>/<name>`` so no other run picks it up; a retry of the
+   same run finds it there;
+2. the ingest builds and commits a snapshot (see :mod:`retrain.snapshots`);
+3. *archive*: renamed to ``archive/<dataset>/<version>/<name>``; or, if it cannot be parsed,
+   *quarantine*: renamed to ``quarantine/<dataset>/<name>`` with ``<name>.reason.json`` beside it.
+
+A landed file is never deleted, and it leaves the landing zone only by rename.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+
+from retrain import storage
+from retrain.assets import data_asset
+from retrain.errors import DataFormatError, LandingPathError
+from retrain.settings import get_settings
+
+_RUN_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _run_folder(run_id: str) -> str:
+    return _RUN_SAFE.sub("_", run_id).strip("_") or "manual"
+
+
+def landing_folder(dataset: str) -> str:
+    return get_settings().landing(data_asset(dataset).name)
+
+
+def pending(dataset: str) -> list[str]:
+    """Names waiting in the landing folder, oldest name first; dotfiles are uploads in progress."""
+    return [n for n in storage.listdir(landing_folder(dataset)) if not n.startswith(".")]
+
+
+def land(dataset: str, source: str, name: str | None = None) -> str:
+    """Copy a file into the landing zone atomically (hidden name, then rename). Returns its location."""
+    target = storage.safe_child(landing_folder(dataset), name or storage.name(source))
+    storage.copy(source, target)
+    return target
+
+
+def claim(dataset: str, file_name: str, run_id: str) -> str:
+    """Move a landed file into this run's work folder (idempotent for retries). Returns the claimed location."""
+    source = storage.safe_child(landing_folder(dataset), file_name)
+    claimed = storage.safe_child(get_settings().work("ingest", _run_folder(run_id), dataset), file_name)
+    if storage.exists(claimed):
+        return claimed
+    if not storage.exists(source):
+        raise LandingPathError(f"{source}: landed file is gone and was not claimed by run {run_id!r}")
+    storage.move(source, claimed)
+    return claimed
+
+
+def archive(dataset: str, claimed: str, version: str) -> str:
+    target = get_settings().archive(dataset, version, storage.name(claimed))
+    if storage.exists(claimed):
+        storage.move(claimed, target)
+    return target
+
+
+def quarantine(dataset: str, claimed: str, error: DataFormatError | Exception, run_id: str) -> str:
+    """Move a bad file aside with a reason file; returns the reason file's location."""
+    folder = get_settings().quarantine(dataset)
+    file_name = storage.name(claimed)
+    target = storage.join(folder, file_name)
+    if storage.exists(target):
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        target = storage.join(folder, f"{stamp}-{file_name}")
+    storage.move(claimed, target)
+    reason = {
+        "dataset": dataset,
+        "file": file_name,
+        "quarantined_as": target,
+        "rule": getattr(error, "rule", type(error).__name__),
+        "observed": getattr(error, "observed", str(error)),
+        "message": str(error),
+        "run_id": run_id,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    reason_file = f"{target}.reason.json"
+    storage.write_text(reason_file, json.dumps(reason, indent=2))
+    return reason_file

@@ -1,0 +1,157 @@
+"""Airflow glue: the only library module that imports Airflow.
+
+DAG files call into here for their assets, defaults and context handling, and into the rest of
+:mod:`retrain` for the work itself. Everything here is cheap at import: DAG files parse it on every loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from airflow.sdk import Asset
+
+from retrain import assets, config
+from retrain.errors import ConfigError, DataFormatError, DataQualityError, LandingPathError, SnapshotError
+
+log = logging.getLogger(__name__)
+
+# Errors that another try cannot fix: the task fails at once, without retry.
+PERMANENT_ERRORS = (DataQualityError, DataFormatError, SnapshotError, ConfigError, LandingPathError)
+
+
+def data_asset(name: str) -> Asset:
+    spec = assets.data_asset(name)
+    return Asset(name=spec.name, uri=spec.uri, group="data", extra={"workload": spec.workload})
+
+
+def candidate_asset(model: str) -> Asset:
+    spec = assets.CANDIDATE_ASSETS[model]
+    return Asset(name=spec.name, uri=spec.uri, group="model", extra={"model": model, "dataset": spec.dataset})
+
+
+def champion_asset(model: str) -> Asset:
+    spec = assets.CHAMPION_ASSETS[model]
+    return Asset(name=spec.name, uri=spec.uri, group="model", extra={"model": model, "dataset": spec.dataset})
+
+
+def notify_failure(context: Mapping[str, Any]) -> None:
+    """Failure callback: one structured log line always, an e-mail when the workload's config lists recipients."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", "?")
+    workload = context["dag"].params.get("workload") if context.get("dag") else None
+    exception = context.get("exception")
+    message = (f"retrain: task {dag_id}.{getattr(ti, 'task_id', '?')} (run {getattr(ti, 'run_id', '?')}, "
+               f"try {getattr(ti, 'try_number', '?')}) failed: {exception}")
+    log.error(message)
+    try:
+        recipients = config.load(workload).defaults.notify.email if workload else []
+    except ConfigError:
+        recipients = []
+    if recipients:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        SmtpNotifier(to=recipients, subject=f"[retrain] {dag_id} failed", html_content=f"<pre>{message}</pre>").notify(context)
+
+
+def default_args(workload: str) -> dict[str, Any]:
+    """Task defaults of a workload, from ``configs/<workload>.yaml``."""
+    d = config.load(workload).defaults
+    return {
+        "owner": d.owner,
+        "retries": d.retries,
+        "retry_delay": timedelta(seconds=d.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0 if d.retry_exponential_backoff else 0,
+        "max_retry_delay": timedelta(seconds=d.max_retry_delay_seconds),
+        "execution_timeout": timedelta(minutes=d.execution_timeout_minutes),
+        "pool": d.pool,
+        "queue": d.queue,
+        "on_failure_callback": notify_failure,
+    }
+
+
+def dag_kwargs(workload: str) -> dict[str, Any]:
+    """``DAG(...)`` keyword arguments shared by every DAG of a workload."""
+    cfg = config.load(workload)
+    return {
+        "default_args": default_args(workload),
+        "max_active_runs": cfg.max_active_runs,
+        "tags": ["retrain", *cfg.tags],
+        "catchup": False,
+    }
+
+
+def permanent_errors_fail_fast(fn: Callable) -> Callable:
+    """Turn errors that a retry cannot fix (bad data, bad config) into AirflowFailException: no retry."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PERMANENT_ERRORS as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def run_coordinates(context: Mapping[str, Any]) -> dict[str, Any]:
+    """dag id, run id, try number, task id and a link to the run in the Airflow UI."""
+    ti = context["ti"]
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+    return {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "try_number": int(getattr(ti, "try_number", 1) or 1),
+        "task_id": ti.task_id,
+        "url": f"{base}/dags/{ti.dag_id}/runs/{ti.run_id}",
+    }
+
+
+def data_events(context: Mapping[str, Any], dataset: str) -> list[dict]:
+    """The data events this run must act on, oldest first.
+
+    Asset-triggered runs: the triggering events of ``dataset``. Manual runs: the ``version`` param's snapshot
+    if given, else the latest event recorded for the asset (the task must declare the asset as an inlet).
+    """
+    asset = data_asset(dataset)
+    triggering = context.get("triggering_asset_events") or {}
+    try:
+        events = list(triggering[asset])
+    except KeyError:
+        events = []
+    if events:
+        return [dict(e.extra) for e in sorted(events, key=lambda e: e.timestamp)]
+    params = context.get("params") or {}
+    if params.get("version"):
+        from retrain import snapshots
+
+        snapshot = snapshots.load(dataset, str(params["version"]), params.get("partition") or None)
+        if snapshot is None:
+            raise SnapshotError(f"{dataset}: no committed snapshot with version {params['version']!r}")
+        return [snapshot.event_extra()]
+    inlet_events = context.get("inlet_events")
+    history = list(inlet_events[asset]) if inlet_events is not None else []
+    if not history:
+        raise SnapshotError(f"{dataset}: run was not triggered by an event, no 'version' param was given, "
+                            "and the asset has no events yet")
+    return [dict(history[-1].extra)]
+
+
+def ensure_pools(sizes: Mapping[str, int] | None = None) -> None:
+    """Create or resize the workload pools (idempotent): ``gpu`` (one slot per GPU) and ``cpu``."""
+    import os
+
+    from airflow.models.pool import Pool
+
+    cores = os.cpu_count() or 2
+    wanted = {"cpu": max(1, cores // 2), "gpu": 1, **(sizes or {})}
+    for name, slots in wanted.items():
+        Pool.create_or_update_pool(name=name, slots=slots, description=f"retrain {name} workloads",
+                                   include_deferred=False)

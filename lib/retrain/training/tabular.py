@@ -48,10 +48,11 @@ def build_features(hours: pd.DataFrame, cfg: TabularDataset) -> pd.DataFrame:
     for column in EXOGENOUS:
         features[f"{column}_lag_1h"] = hours[column].shift(1)
     index = hours.index
-    features["hour"] = index.hour
-    features["day_of_week"] = index.dayofweek
-    features["month"] = index.month
-    features["is_weekend"] = (index.dayofweek >= 5).astype(int)
+    # int64, so the logged signature accepts what callers naturally send (pandas gives int32 here)
+    features["hour"] = index.hour.astype("int64")
+    features["day_of_week"] = index.dayofweek.astype("int64")
+    features["month"] = index.month.astype("int64")
+    features["is_weekend"] = (index.dayofweek >= 5).astype("int64")
     features["seasonal_naive"] = y.shift(cfg.seasonal_naive_lag_hours)  # the baseline, not a model input
     features["target"] = y
     return features

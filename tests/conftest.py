@@ -1,0 +1,45 @@
+"""Test-session isolation: a throw-away RETRAIN_HOME (Airflow home, SQLite metadata, MLflow store, data root).
+
+Airflow reads its configuration at first import, so the environment is set here, at collection time, before
+any test module imports Airflow. Nothing a test does touches the checkout's .retrain/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="retrain-test-"))
+for _key in ("RETRAIN_HOME", "RETRAIN_DATA_ROOT", "MLFLOW_TRACKING_URI", "AIRFLOW_HOME", "RETRAIN_CONFIG_DIR",
+             "RETRAIN_EXPECTATIONS") + tuple(k for k in os.environ if k.startswith("AIRFLOW__") or k.startswith("AIRFLOW_CONN_")):
+    os.environ.pop(_key, None)
+os.environ["RETRAIN_HOME"] = str(_SESSION_HOME)
+
+from retrain import environment  # noqa: E402  (after the environment is set)
+
+environment.apply(override=True)
+
+
+@pytest.fixture(scope="session")
+def session_home() -> Path:
+    return _SESSION_HOME
+
+
+@pytest.fixture(scope="session")
+def airflow_db(session_home):
+    """The session's Airflow metadata DB, migrated once, with the workload pools."""
+    from retrain import stack
+
+    stack.setup(quiet=True)
+    return session_home / "airflow" / "airflow.db"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus == 0:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+    else:
+        print(f"\nretrain test state kept for inspection: {_SESSION_HOME}")

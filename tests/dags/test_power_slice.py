@@ -176,3 +176,16 @@ def test_unparseable_drop_is_quarantined_with_a_reason(first_chain, dags, tmp_pa
     assert (quarantine / "comma.csv").read_bytes() == bad
     reason = json.loads((quarantine / "comma.csv.reason.json").read_text())
     assert reason["rule"] == "fields must be separated by ';'" and "','" in reason["observed"]
+
+
+def test_a_retry_after_archiving_resumes_and_still_emits(tmp_path):
+    """Crash after the snapshot commit and archive, before the task recorded success: the retry re-emits."""
+    from retrain.data.power import generate_power
+    from retrain.ingest import power
+
+    _land(tmp_path, "retry.txt", generate_power(2000, seed=99))
+    first = power.ingest_file("retry.txt", "run-crashed")
+    assert first.status == "ingested"
+    again = power.ingest_file("retry.txt", "run-crashed")  # the same run's retry
+    assert again.status == "resumed" and again.emits_event
+    assert again.snapshot.version == first.snapshot.version

@@ -115,6 +115,12 @@ def read_power_file(location: str) -> pa.Table:
 # sample generator
 
 
+def _ar1(rng: np.random.Generator, n: int, *, phi: float, sigma: float) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    return lfilter([1.0], [1.0, -phi], rng.normal(0.0, sigma, n))
+
+
 def generate_power(
     rows: int,
     *,
@@ -143,9 +149,14 @@ def generate_power(
     daily = 0.35 + 1.1 * np.exp(-((hour - 7.5) ** 2) / 2.0) + 1.6 * np.exp(-((hour - 20.0) ** 2) / 4.5)
     weekly = np.where(weekday >= 5, 1.25, 1.0)
     yearly = 1.0 + 0.35 * np.cos(2 * np.pi * (day_of_year - 15) / 365.25)
-    # slow AR(1)-like household activity, built from smoothed noise
-    activity = np.convolve(rng.normal(0.0, 1.0, rows + 59), np.ones(60) / 60.0, mode="valid")[:rows]
-    base = 1.8 * level * daily * weekly * yearly * np.exp(0.35 * activity)
+    # Persistent household activity: an hourly AR(1) (who is home, what runs) on top of a daily AR(1)
+    # (weather, holidays), so recent hours predict the next one better than last week's same hour does.
+    hour_index = minutes // 60
+    day_index = (ts.astype("datetime64[D]") - ts[0].astype("datetime64[D]")).astype(np.int64)
+    hourly_state = _ar1(rng, int(hour_index[-1]) + 1, phi=0.8, sigma=0.3)
+    daily_state = _ar1(rng, int(day_index[-1]) + 1, phi=0.85, sigma=0.12)
+    activity = hourly_state[hour_index] + daily_state[day_index] + rng.normal(0.0, 0.12, rows)
+    base = np.minimum(1.8 * level * daily * weekly * yearly * np.exp(activity), 9.5)  # a 12 kVA supply
 
     # appliance events (Wh per minute): kitchen, laundry, water heater / air conditioning
     kitchen = np.where(rng.random(rows) < 0.03 * (daily / daily.max()), rng.uniform(10, 38, rows), 0.0)

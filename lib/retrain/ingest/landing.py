@@ -57,6 +57,12 @@ def claim(dataset: str, file_name: str, run_id: str) -> str:
     return claimed
 
 
+def archived_versions(dataset: str, file_name: str) -> list[str]:
+    """Versions whose archive holds a file of this name (a retry looks here once its file was archived)."""
+    folder = get_settings().archive(dataset)
+    return [v for v in storage.listdir(folder) if storage.exists(storage.join(folder, v, file_name))]
+
+
 def archive(dataset: str, claimed: str, version: str) -> str:
     target = get_settings().archive(dataset, version, storage.name(claimed))
     if storage.exists(claimed):

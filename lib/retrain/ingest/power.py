@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from retrain import snapshots, storage
 from retrain.data import power
-from retrain.errors import DataFormatError
+from retrain.errors import DataFormatError, LandingPathError
 from retrain.ingest import landing
 
 DATASET = "household_power"
@@ -35,7 +35,15 @@ def version_for(data: bytes) -> str:
 
 def ingest_file(file_name: str, run_id: str) -> IngestResult:
     """Claim, parse and snapshot one landed power file. Bad files are quarantined and the error re-raised."""
-    claimed = landing.claim(DATASET, file_name, run_id)
+    try:
+        claimed = landing.claim(DATASET, file_name, run_id)
+    except LandingPathError:
+        # A retry after this run committed and archived the file, but before the task recorded success.
+        for version in landing.archived_versions(DATASET, file_name):
+            existing = snapshots.load(DATASET, version)
+            if existing is not None and existing.manifest.get("produced_by", {}).get("run_id") == run_id:
+                return IngestResult("resumed", existing)
+        raise
     data = storage.read_bytes(claimed)
     source_sha = hashlib.sha256(data).hexdigest()
     version = version_for(data)

@@ -102,6 +102,24 @@ def read_power_bytes(data: bytes, file: str) -> pa.Table:
             "Date must be d/m/yyyy and Time hh:mm:ss",
             f"data row {bad + 1}: {stamp[bad].as_py()!r}",
         )
+    # strptime takes a 2-digit %Y and rolls impossible days over (31/2 -> 3/3): each distinct Date must round-trip
+    dates = pc.unique(table["Date"])
+    day = pc.strptime(dates, format="%d/%m/%Y", unit="s", error_is_null=True)
+    dmy = pc.extract_regex(dates, r"^(?P<d>[0-9]{1,2})/(?P<m>[0-9]{1,2})/(?P<y>[0-9]{4})$")
+    same = [pc.equal(pc.struct_field(dmy, k).cast(pa.int64()), f(day)) for k, f in (("d", pc.day), ("m", pc.month), ("y", pc.year))]
+    calendar = pc.fill_null(pc.and_(pc.and_(same[0], same[1]), same[2]), False)
+    if not pc.all(calendar).as_py():
+        bad_date = dates[pc.index(calendar, False).as_py()].as_py()
+        row = pc.index(table["Date"], bad_date).as_py()
+        raise DataFormatError(file, "Date must be d/m/yyyy and Time hh:mm:ss",
+                              f"data row {row + 1}: {bad_date!r} is not a calendar date")
+    for name in NUMERIC:
+        column = table[name]
+        not_finite = pc.fill_null(pc.invert(pc.is_finite(column)), False)
+        if pc.any(not_finite).as_py():
+            bad = pc.index(not_finite, True).as_py()
+            raise DataFormatError(file, "numeric columns must hold numbers or '?'",
+                                  f"data row {bad + 1}, column {name}: {column[bad].as_py()!r}")
     columns = [parsed] + [table[c] for c in NUMERIC]
     return pa.Table.from_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns], schema=SCHEMA)
 
@@ -215,7 +233,7 @@ def quality_frame(table: pa.Table):
     ``unmetered_wh``: active energy not seen by the sub-meters (``GAP*1000/60 - Σ sub-metering``);
     ``day_missing_fraction``: share of missing readings on that reading's calendar day.
     """
-    seconds = table["timestamp"].cast(pa.int64())
+    seconds = table["timestamp"].cast(pa.timestamp("s")).cast(pa.int64())
     step = pc.pairwise_diff(seconds.combine_chunks()).cast(pa.float64())
     gap = table["global_active_power"]
     subs = pc.add(pc.add(table["sub_metering_1"], table["sub_metering_2"]), table["sub_metering_3"])

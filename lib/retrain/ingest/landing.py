@@ -78,6 +78,10 @@ def quarantine(dataset: str, claimed: str, error: DataFormatError | Exception, r
     if storage.exists(target):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         target = storage.join(folder, f"{stamp}-{file_name}")
+        repeat = 1
+        while storage.exists(target):
+            repeat += 1
+            target = storage.join(folder, f"{stamp}.{repeat}-{file_name}")
     storage.move(claimed, target)
     reason = {
         "dataset": dataset,

@@ -51,7 +51,10 @@ def ingest_file(file_name: str, run_id: str) -> IngestResult:
     existing = snapshots.load(DATASET, version)
     if existing is not None:
         landing.archive(DATASET, claimed, version)
-        status = "resumed" if existing.manifest.get("produced_by", {}).get("run_id") == run_id else "duplicate"
+        # "resumed": this very file was committed by this run on an earlier try; anything else is a repeat
+        same_run = existing.manifest.get("produced_by", {}).get("run_id") == run_id
+        same_file = file_name in [s["name"] for s in existing.manifest.get("source_files", [])]
+        status = "resumed" if same_run and same_file else "duplicate"
         log.info("%s: content already in snapshot %s (%s)", file_name, version, status)
         return IngestResult(status, existing)
 

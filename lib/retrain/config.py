@@ -7,7 +7,7 @@ workload's name; owner, retries, timeouts, pools and notifications come from her
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -102,9 +102,17 @@ class TabularConfig(WorkloadConfig):
     datasets: dict[str, TabularDataset]
 
 
+class PromotionConfig(WorkloadConfig):
+    """The promotion DAG's defaults; the per-model policies are validated by :mod:`retrain.promotion`."""
+
+    policy_defaults: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]]
+
+
 _MODELS: dict[str, type[WorkloadConfig]] = {
     "ingest": IngestConfig,
     "tabular_ml_training": TabularConfig,
+    "promotion": PromotionConfig,
 }
 
 
@@ -117,7 +125,7 @@ def load(workload: str) -> WorkloadConfig:
     """The validated configuration of a workload (``configs/<workload>.yaml``)."""
     path = get_settings().config_dir / f"{workload}.yaml"
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no configuration for workload {workload!r}") from None
     except yaml.YAMLError as exc:

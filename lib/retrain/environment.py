@@ -33,6 +33,8 @@ def airflow_environment(settings: Settings | None = None) -> dict[str, str]:
         "AIRFLOW_CONN_RETRAIN_LANDING": json.dumps({"conn_type": "fs", "extra": {"path": s.landing()}}),
         "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
         "GX_ANALYTICS_ENABLED": "false",
+        # OpenMP threads (LightGBM, torch) yield instead of spinning when tasks share cores
+        "OMP_WAIT_POLICY": "PASSIVE",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
 

@@ -6,6 +6,7 @@ DAG files call into here for their assets, defaults and context handling, and in
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -142,6 +143,34 @@ def data_events(context: Mapping[str, Any], dataset: str) -> list[dict]:
         raise SnapshotError(f"{dataset}: run was not triggered by an event, no 'version' param was given, "
                             "and the asset has no events yet")
     return [dict(history[-1].extra)]
+
+
+def candidate_events(context: Mapping[str, Any]) -> list[dict]:
+    """Candidate-model events this run judges, oldest first: the triggering ones, else the ``run_id`` param's."""
+    triggering = context.get("triggering_asset_events") or {}
+    events = []
+    for model in assets.MODELS:
+        try:
+            events += list(triggering[candidate_asset(model)])
+        except KeyError:
+            continue
+    if events:
+        return [dict(e.extra) for e in sorted(events, key=lambda e: e.timestamp)]
+    params = context.get("params") or {}
+    if params.get("candidate_run_id"):
+        from retrain import tracking
+
+        run = tracking.client().get_run(params["candidate_run_id"])
+        return [json.loads(run.data.tags["retrain.candidate_event"])]
+    inlet_events = context.get("inlet_events")
+    latest = []
+    for model in assets.MODELS:
+        history = list(inlet_events[candidate_asset(model)]) if inlet_events is not None else []
+        if history:
+            latest.append(history[-1])
+    if not latest:
+        raise SnapshotError("no candidate event triggered this run and no 'candidate_run_id' param was given")
+    return [dict(max(latest, key=lambda e: e.timestamp).extra)]
 
 
 def ensure_pools(sizes: Mapping[str, int] | None = None) -> None:

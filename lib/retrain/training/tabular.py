@@ -160,7 +160,7 @@ def train(cfg: TabularDataset, work: str) -> dict:
     storage.write_text(storage.join(work, "model.txt"), booster.model_to_string(num_iteration=booster.best_iteration))
     summary = {
         "best_iteration": int(booster.best_iteration or booster.current_iteration()),
-        "iterations": int(booster.current_iteration()),
+        "iterations": len(history["valid"]["l2"]),  # rounds run; the booster is cut at the best one
         "history": {f"{split}_{metric}": values for split, metrics in history.items() for metric, values in metrics.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }

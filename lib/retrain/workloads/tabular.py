@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,8 +79,10 @@ def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
     description = _description(model_name, lineage, metrics)
     result = tracking.candidate_run(workload=WORKLOAD, dataset=dataset, model_name=model_name, lineage=lineage,
                                     log_body=lambda: _log_body(cfg, lineage, work, metrics), description=description)
-    return tracking.candidate_event_extra(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
-                                          primary_metric=PRIMARY_METRIC)
+    extra = tracking.candidate_event_extra(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
+                                           primary_metric=PRIMARY_METRIC)
+    tracking.client().set_tag(result["run_id"], "retrain.candidate_event", json.dumps(extra))
+    return extra
 
 
 def _description(model_name: str, lineage: tracking.Lineage, metrics: dict) -> str:
@@ -133,6 +136,11 @@ def _log_body(cfg: config.TabularDataset, lineage: tracking.Lineage, work: str, 
 
     booster = tabular.load_booster(work)
     columns = tabular.feature_columns(test_frame)
+    # the held-out examples promotion re-scores candidate and champion on (model inputs + target)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/test_features.parquet"
+        test_frame[columns + ["target"]].to_parquet(path, index=False)
+        mlflow.log_artifact(path, artifact_path="evaluation")
     example = test_frame[columns].head(5)
     info = mlflow.lightgbm.log_model(
         booster,

@@ -1,0 +1,247 @@
+"""The promotion step: judge one candidate event against the current champion, then register and alias.
+
+Order of effects, so that a crash anywhere leaves a state the next run repairs: (1) comparison artifacts on
+the candidate run, (2) register the version (reusing one this run already registered), (3) move the
+aliases with compare-and-set, (4) tag the candidate run with the decision. A candidate whose run already
+carries a decision is not judged again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from retrain import promotion, registry, snapshots, tracking
+from retrain.errors import RetrainError
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+
+
+class PromotionError(RetrainError):
+    """A candidate cannot be judged (its run is missing or failed, its model cannot be loaded, …)."""
+
+
+def _tabular_eval_set(run) -> tuple[Any, np.ndarray]:
+    frame = _artifact_frame(run.info.run_id, "evaluation/test_features.parquet")
+    return frame.drop(columns=["target"]), frame["target"].to_numpy()
+
+
+# registered model -> loader of the candidate's held-out examples (inputs, targets)
+EVALUATION_SETS: dict[str, Callable[[Any], tuple[Any, np.ndarray]]] = {
+    "household_power_lgbm": _tabular_eval_set,
+}
+
+
+def _artifact_frame(run_id: str, path: str):
+    import mlflow
+    import pandas as pd
+
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path,
+                                                tracking_uri=tracking.client().tracking_uri)
+    return pd.read_parquet(local)
+
+
+def _predict(model_uri: str, inputs) -> np.ndarray:
+    import mlflow
+
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # MLflow raises several types for unloadable models
+        raise PromotionError(f"model {model_uri} cannot be loaded: {exc}") from exc
+    return np.asarray(model.predict(inputs))
+
+
+def _candidate_run(run_id: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = tracking.client().get_run(run_id)
+    except MlflowException as exc:
+        if registry._not_found(exc):
+            raise PromotionError(f"candidate event names MLflow run {run_id!r}, which does not exist") from None
+        raise
+    if run.info.status != "FINISHED":
+        raise PromotionError(f"candidate run {run_id} has status {run.info.status}; only FINISHED runs are judged")
+    return run
+
+
+def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
+    """Decide on one candidate event. Returns the decision with the version it registered, if any."""
+    model, run_id = event["model"], event["run_id"]
+    policy = promotion.policy_for(model)
+    run = _candidate_run(run_id)
+    recorded = run.data.tags.get("promotion.decision")
+    if recorded:
+        log.info("candidate run %s already judged: %s", run_id, recorded)
+        return json.loads(run.data.tags.get("promotion.summary", "{}")) | {"repeated": True}
+
+    data = event.get("data") or {}
+    snapshot = snapshots.from_uri(data["uri"])
+    snapshots.verify(snapshot, data.get("sha256"))
+    if model not in EVALUATION_SETS:
+        raise PromotionError(f"no evaluation set loader for model {model!r}")
+    inputs, actual = EVALUATION_SETS[model](run)
+    candidate_pred = _predict(event["model_uri"], inputs)
+
+    for _ in range(MAX_ATTEMPTS):
+        champion = registry.alias_version(model, registry.CHAMPION)
+        comparison = None
+        if champion is not None and champion.run_id == run_id:
+            return _record(run, model, {"outcome": "promoted", "promote": True, "version": champion.version,
+                                        "reasons": ["already the champion"]}, event, coordinates)
+        if champion is not None:
+            champion_pred = _predict(f"models:/{model}/{champion.version}", inputs)
+            comparison = promotion.compare(actual, candidate_pred, champion_pred, policy)
+        decision = promotion.decide(policy, quality_verdict=run.data.tags.get("quality.verdict", "unknown"),
+                                    n_examples=len(actual), comparison=comparison,
+                                    candidate_metrics=run.data.metrics, champion_exists=champion is not None)
+        summary = decision.as_dict() | {"model": model, "candidate_run_id": run_id,
+                                        "compared_champion": champion.version if champion else None,
+                                        "data_version": data.get("version"), "data_sha256": data.get("sha256")}
+        _log_comparison(run_id, summary, policy)
+        if not decision.promote:
+            return _record(run, model, summary, event, coordinates)
+
+        version = registry.register(model, event["model_uri"], run_id, _version_tags(summary, run, coordinates),
+                                    _markdown(summary, policy))
+        summary["version"] = version.version
+        if policy.require_approval:
+            registry.set_alias(model, registry.CHALLENGER, version.version)
+            summary |= {"outcome": "awaiting_approval", "promote": False}
+            return _record(run, model, summary, event, coordinates)
+        try:
+            previous = registry.move_champion(model, version.version,
+                                              expected_champion=champion.version if champion else None,
+                                              action="promote", by=f"airflow:{coordinates.get('dag_id')}",
+                                              reason="; ".join(decision.reasons),
+                                              extra={"candidate_run_id": run_id})
+        except registry.ChampionChanged as exc:
+            log.warning("%s; re-evaluating", exc)
+            continue
+        summary["previous_champion"] = previous
+        return _record(run, model, summary, event, coordinates)
+    raise PromotionError(f"{model}: the champion changed {MAX_ATTEMPTS} times while judging run {run_id}")
+
+
+def approve(model: str, version: str, *, approved: bool, by: str, comment: str, expected_champion: str | None,
+            run_id: str) -> dict:
+    """Apply a reviewer's answer to a challenger: approval moves ``champion``; rejection records who and why."""
+    client = tracking.client()
+    if approved:
+        previous = registry.move_champion(model, version, expected_champion=expected_champion, action="approve",
+                                          by=by, reason=comment or "approved", extra={"candidate_run_id": run_id})
+        client.delete_registered_model_alias(model, registry.CHALLENGER)
+        outcome = {"outcome": "promoted", "promote": True, "version": version, "previous_champion": previous}
+    else:
+        client.set_model_version_tag(model, version, "approval.rejected_by", by)
+        client.set_model_version_tag(model, version, "approval.reason", comment or "rejected")
+        client.delete_registered_model_alias(model, registry.CHALLENGER)
+        outcome = {"outcome": "rejected", "promote": False, "version": version}
+    client.set_model_version_tag(model, version, "decision", outcome["outcome"])
+    client.set_model_version_tag(model, version, "approval.by", by)
+    client.set_tag(run_id, "promotion.decision", outcome["outcome"])
+    client.set_tag(run_id, "promotion.approval", json.dumps({"approved": approved, "by": by, "comment": comment}))
+    return outcome
+
+
+def _version_tags(summary: dict, run, coordinates: Mapping[str, Any]) -> dict[str, str]:
+    c = summary.get("comparison") or {}
+    tags = {
+        "decision": summary["outcome"],
+        "decision.reasons": " | ".join(summary["reasons"])[:4900],
+        "candidate_run_id": summary["candidate_run_id"],
+        "retrain.candidate_run_id": summary["candidate_run_id"],
+        "previous_champion_version": str(summary.get("compared_champion") or ""),
+        "data.version": str(summary.get("data_version") or ""),
+        "data.sha256": str(summary.get("data_sha256") or ""),
+        "quality.verdict": run.data.tags.get("quality.verdict", "unknown"),
+        "airflow.dag_id": str(coordinates.get("dag_id", "")),
+        "airflow.run_id": str(coordinates.get("run_id", "")),
+    }
+    if c:
+        tags |= {
+            "metric": c["metric"],
+            f"metric.{c['metric']}.candidate": f"{c['candidate']:.6g}",
+            f"metric.{c['metric']}.champion": f"{c['champion']:.6g}",
+            "delta": f"{c['delta']:+.6g}",
+            "delta.ci": f"[{c['ci_low']:+.6g}, {c['ci_high']:+.6g}]",
+            "p_value": f"{c['p_value']:.4g}",
+            "n_eval": str(c["n"]),
+        }
+    return {k: v for k, v in tags.items() if v != ""}
+
+
+def _markdown(summary: dict, policy: promotion.PromotionPolicy) -> str:
+    c = summary.get("comparison")
+    lines = [f"## Decision: **{summary['outcome'].replace('_', ' ')}**", ""]
+    lines += [f"- {r}" for r in summary["reasons"]]
+    lines += ["", f"Data: snapshot `{summary.get('data_version')}` (sha256 `{str(summary.get('data_sha256'))[:12]}…`); "
+              f"candidate run `{summary['candidate_run_id']}`."]
+    if c:
+        level = round(policy.confidence * 100)
+        lines += ["", "| | candidate | champion (v" + str(summary.get("compared_champion")) + ") | Δ (candidate − champion) |",
+                  "|---|---|---|---|",
+                  f"| **{c['metric']}** | {c['candidate']:.4f} | {c['champion']:.4f} | {c['delta']:+.4f} "
+                  f"({level}% CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], p={c['p_value']:.3g}) |"]
+        for metric, g in c["guardrails"].items():
+            lines.append(f"| {metric} (guardrail, tolerance {g['tolerance']}) | {g['candidate']:.4f} | {g['champion']:.4f} | "
+                         f"{g['candidate'] - g['champion']:+.4f} |")
+        lines += ["", f"Paired on n={c['n']} held-out examples; test: {c['test']}."]
+        if c.get("extra"):
+            e = c["extra"]
+            lines += ["", "| paired outcome | count |", "|---|---|",
+                      f"| both right | {e['both_right']} |", f"| only candidate right | {e['candidate_only_right']} |",
+                      f"| only champion right | {e['champion_only_right']} |", f"| both wrong | {e['both_wrong']} |"]
+    else:
+        lines += ["", "No champion to compare with: judged against the run's own naive baseline."]
+    return "\n".join(lines) + "\n"
+
+
+def _log_comparison(run_id: str, summary: dict, policy: promotion.PromotionPolicy) -> None:
+    client = tracking.client()
+    client.log_text(run_id, _markdown(summary, policy), "promotion/comparison.md")
+    client.log_text(run_id, json.dumps(summary, indent=2, default=str), "promotion/comparison.json")
+    c = summary.get("comparison")
+    if c:
+        client.log_image(run_id, _plot(c, policy), "promotion/comparison.png")
+
+
+def _plot(c: dict, policy: promotion.PromotionPolicy):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
+    left.bar(["champion", "candidate"], [c["champion"], c["candidate"]], color=["#888", "#2a7"])
+    left.set_title(c["metric"])
+    right.errorbar([0], [c["delta"]], yerr=[[c["delta"] - c["ci_low"]], [c["ci_high"] - c["delta"]]], fmt="o", capsize=8)
+    right.axhline(0, color="black", linewidth=0.6)
+    right.set_xticks([])
+    right.set_title(f"Δ candidate − champion ({round(policy.confidence * 100)}% CI)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def _record(run, model: str, summary: dict, event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
+    client = tracking.client()
+    run_id = run.info.run_id
+    client.set_tag(run_id, "promotion.reasons", " | ".join(summary["reasons"])[:4900])
+    if summary.get("version"):
+        client.set_tag(run_id, "promotion.version", str(summary["version"]))
+    brief = {k: summary.get(k) for k in ("outcome", "promote", "version", "compared_champion", "previous_champion")}
+    client.set_tag(run_id, "promotion.summary", json.dumps(brief | {"reasons": summary["reasons"][:5]}, default=str))
+    client.set_tag(run_id, "promotion.decision", summary["outcome"])  # last: marks the candidate as judged
+    champion_uri = f"models:/{model}/{summary['version']}" if summary.get("version") else None
+    return summary | {"model": model, "champion_model_uri": champion_uri, "metrics": dict(event.get("metrics", {}))}

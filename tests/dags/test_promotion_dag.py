@@ -1,0 +1,97 @@
+"""promote_models in-process: a first candidate becomes champion, a second that is not better is rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrain.settings import get_settings
+
+DAYS = 40
+
+
+@pytest.fixture(scope="module")
+def dags(airflow_db):
+    from retrain.demo import load_dags
+
+    return load_dags()
+
+
+def _train_on(dags, tmp_path, name: str, seed: int) -> dict:
+    from retrain.data.power import generate_power
+    from retrain.demo import asset_events
+    from retrain.ingest import landing
+
+    source = tmp_path / name
+    source.write_bytes(generate_power(DAYS * 1440, seed=seed))
+    landing.land("household_power", str(source))
+    assert str(dags.get_dag("ingest_power").test().state) == "success"
+    assert str(dags.get_dag("tabular_ml_training").test().state) == "success"
+    return asset_events("household_power_lgbm.candidate")[-1]["extra"]
+
+
+def _promote(dags):
+    from retrain.demo import task_states
+
+    run = dags.get_dag("promote_models").test()
+    assert str(run.state) == "success", task_states(run)
+    ti = next(t for t in run.get_task_instances() if t.task_id == "judge")
+    return run, ti.xcom_pull(task_ids="judge", map_indexes=0)
+
+
+@pytest.fixture(scope="module")
+def registry_state(dags, tmp_path_factory):
+    from retrain.demo import asset_events
+
+    tmp = tmp_path_factory.mktemp("promotion")
+    first = _train_on(dags, tmp, "first.txt", seed=21)
+    first_run, first_decision = _promote(dags)
+    champions_after_first = asset_events("household_power_lgbm.champion")
+    second = _train_on(dags, tmp, "second.txt", seed=22)
+    second_run, second_decision = _promote(dags)
+    return {"first": first, "second": second, "first_decision": first_decision, "second_decision": second_decision,
+            "champion_events_after_first": champions_after_first,
+            "champion_events_after_second": asset_events("household_power_lgbm.champion")}
+
+
+def test_first_candidate_becomes_champion(registry_state):
+    from retrain import registry, tracking
+
+    decision = registry_state["first_decision"]
+    assert decision["outcome"] == "first_model", decision
+    champion = registry.alias_version("household_power_lgbm", registry.CHAMPION)
+    assert champion.version == decision["version"]
+    assert champion.tags["decision"] == "first_model"
+    assert champion.tags["candidate_run_id"] == registry_state["first"]["run_id"]
+    assert champion.tags["data.sha256"] == registry_state["first"]["data"]["sha256"]
+    assert champion.tags["quality.verdict"] == "passed"
+    version = tracking.client().get_model_version("household_power_lgbm", champion.version)
+    assert "beats the naive baseline" in version.description
+    events = registry_state["champion_events_after_first"]
+    assert len(events) == 1 and events[0]["extra"]["version"] == champion.version
+    assert registry.history("household_power_lgbm")[0]["action"] == "promote"
+
+
+def test_second_candidate_not_better_is_rejected_and_nothing_moves(registry_state):
+    from retrain import registry, tracking
+
+    decision = registry_state["second_decision"]
+    assert decision["outcome"] == "rejected", decision
+    comparison = decision["comparison"]
+    assert comparison["n"] >= 48 and comparison["metric"] == "test_rmse"
+    champion = registry.alias_version("household_power_lgbm", registry.CHAMPION)
+    assert champion.version == registry_state["first_decision"]["version"]
+    assert len(tracking.client().search_model_versions("name='household_power_lgbm'")) == 1
+    assert len(registry_state["champion_events_after_second"]) == len(registry_state["champion_events_after_first"])
+    run = tracking.client().get_run(registry_state["second"]["run_id"])
+    assert run.data.tags["promotion.decision"] == "rejected"
+    artifacts = {a.path for a in tracking.client().list_artifacts(run.info.run_id, "promotion")}
+    assert {"promotion/comparison.md", "promotion/comparison.json", "promotion/comparison.png"} <= artifacts
+
+
+def test_judging_the_same_candidate_again_changes_nothing(registry_state, dags):
+    from retrain import tracking
+
+    before = len(tracking.client().search_model_versions("name='household_power_lgbm'"))
+    _, again = _promote(dags)  # the latest candidate event again
+    assert again.get("repeated") is True
+    assert len(tracking.client().search_model_versions("name='household_power_lgbm'")) == before

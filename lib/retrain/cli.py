@@ -107,6 +107,32 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_rollback(args) -> int:
+    from retrain import registry
+
+    try:
+        champion, rolled_back = registry.rollback(args.model, by=args.by, reason=args.reason)
+    except registry.RegistryError as exc:
+        print(f"rollback refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.model}: champion is version {champion} again (version {rolled_back} rolled back: {args.reason})")
+    return 0
+
+
+def cmd_history(args) -> int:
+    from retrain import registry
+
+    entries = registry.history(args.model)
+    if args.json:
+        _print(entries)
+        return 0
+    print(f"{'when (UTC)':<26} {'action':<9} {'champion':>8} {'previous':>8}  by / reason")
+    for e in entries:
+        print(f"{e['at']:<26} {e['action']:<9} {str(e.get('champion')):>8} {str(e.get('previous_champion')):>8}  "
+              f"{e.get('by')}: {e.get('reason', '')[:100]}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from retrain import demo
 
@@ -154,6 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["household_power"])
     p.add_argument("version")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("rollback", help="move a model's champion alias back to previous_champion")
+    p.add_argument("model", help="registered model name, e.g. household_power_lgbm")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    p.add_argument("--by", help="who (default: the current user)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("history", help="which version was champion when (the alias audit trail)")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("demo", help="run the household-power slice end to end on the embedded default")
     p.add_argument("--rows", type=int, default=90 * 1440, help="size of the sample file")

@@ -95,3 +95,60 @@ def test_judging_the_same_candidate_again_changes_nothing(registry_state, dags):
     _, again = _promote(dags)  # the latest candidate event again
     assert again.get("repeated") is True
     assert len(tracking.client().search_model_versions("name='household_power_lgbm'")) == before
+
+
+def test_rollback_and_history(registry_state, capsys):
+    """A manual promotion of the second candidate, then `retrain rollback` and `retrain history`."""
+    from retrain import registry
+    from retrain.cli import main
+
+    model = "household_power_lgbm"
+    first_version = registry_state["first_decision"]["version"]
+    second = registry_state["second"]
+    version = registry.register(model, second["model_uri"], second["run_id"], {"decision": "manual"}, "manual")
+    registry.move_champion(model, version.version, expected_champion=first_version, action="promote",
+                           by="test", reason="manual promotion")
+    with pytest.raises(registry.ChampionChanged):  # compare-and-set refuses a stale expectation
+        registry.move_champion(model, first_version, expected_champion=first_version, action="promote",
+                               by="test", reason="stale")
+
+    assert main(["rollback", model, "--reason", "bad predictions in prod", "--by", "alice"]) == 0
+    assert registry.alias_version(model, registry.CHAMPION).version == first_version
+    assert registry.alias_version(model, registry.PREVIOUS).version == version.version
+    capsys.readouterr()
+    assert main(["history", model, "--json"]) == 0
+    import json
+
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["action"] for e in entries] == ["promote", "promote", "rollback"]
+    assert entries[-1]["by"] == "alice" and entries[-1]["reason"] == "bad predictions in prod"
+    assert entries[-1]["champion"] == first_version
+
+
+@pytest.mark.parametrize("case", ["missing_run", "sha_mismatch", "unloadable_model"])
+def test_bad_candidate_events_are_refused(registry_state, case):
+    from retrain.errors import SnapshotError
+    from retrain.workloads import promote
+
+    event = dict(registry_state["second"])
+    event["data"] = dict(event["data"])
+    if case == "missing_run":
+        event["run_id"] = "0" * 32
+        expected = promote.PromotionError
+    elif case == "sha_mismatch":
+        event["data"]["sha256"] = "f" * 64
+        expected = SnapshotError
+    else:
+        event["model_uri"] = "models:/m-doesnotexist"
+        expected = promote.PromotionError
+    # a fresh, unjudged run is needed for the last two: clear the recorded decision on a copy of the check
+    from retrain import tracking
+
+    if case != "missing_run":
+        tracking.client().delete_tag(event["run_id"], "promotion.decision")
+    try:
+        with pytest.raises(expected):
+            promote.judge(event, {"dag_id": "test", "run_id": "bad-input"})
+    finally:
+        if case != "missing_run":
+            tracking.client().set_tag(event["run_id"], "promotion.decision", "rejected")

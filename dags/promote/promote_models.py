@@ -8,8 +8,11 @@ of the same model never interleave. A manual run may name a candidate with the `
 held-out examples (paired), decide by the model's policy in `configs/promotion.yaml` (primary metric,
 minimum improvement, guardrails, minimum evaluation size, paired bootstrap CI or McNemar), write the
 comparison on the candidate run, then either register the version and move `previous_champion` and
-`champion` (compare-and-set), register it as `challenger` for policies that require approval, or record the
-rejection and register nothing.
+`champion` (compare-and-set), or record the rejection and register nothing.
+
+**Approval:** for policies with `require_approval: true` the version is registered with alias `challenger`
+and a reviewer answers an `ApprovalOperator` whose body is the comparison. Approval moves `champion`;
+rejection, or no answer before the timeout, records who rejected and why on the version.
 
 **Produces:** a `<model>.champion` asset event for every model whose champion changed.
 """
@@ -18,14 +21,17 @@ from __future__ import annotations
 
 import functools
 import operator
+from datetime import timedelta
 
 import pendulum
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, AssetAlias, Param, task
 
-from retrain import assets, orchestration
+from retrain import assets, config, orchestration
 
 CANDIDATES = [orchestration.candidate_asset(model) for model in assets.MODELS]
-CHAMPIONS = AssetAlias(name="retrain_champions", group="model")
+CHAMPIONS = AssetAlias(name=orchestration.CHAMPIONS_ALIAS, group="model")
+approval_timeout = timedelta(hours=config.load("promotion").policy_defaults.get("approval_timeout_hours", 24))
 
 with DAG(
     dag_id="promote_models",
@@ -61,4 +67,21 @@ with DAG(
             )
         return decision
 
-    judge.expand(event=collect_candidates())
+    @task
+    def review_requests(decisions: list[dict], *, ti=None) -> list[dict]:
+        """One approval request per challenger awaiting review."""
+        from retrain.workloads import promote
+
+        pending = [promote.review_request(d) for d in decisions if d["outcome"] == "awaiting_approval"]
+        ti.xcom_push(key="reviews", value=[details for _, details in pending])
+        return [kwargs for kwargs, _ in pending]
+
+    review = ApprovalOperator.partial(
+        task_id="review_challenger",
+        doc="A person approves or rejects the challenger; no answer before the timeout rejects it.",
+        params={"comment": Param("", type="string", description="Why (recorded on the model version)")},
+        defaults=["Reject"],
+        response_timeout=approval_timeout,
+        outlets=[CHAMPIONS],
+        post_execute=orchestration.apply_review,
+    ).expand_kwargs(review_requests(judge.expand(event=collect_candidates())))

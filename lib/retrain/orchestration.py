@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 PERMANENT_ERRORS = (DataQualityError, DataFormatError, SnapshotError, ConfigError, LandingPathError)
 
 
+CHAMPIONS_ALIAS = "retrain_champions"
+
+
 def data_asset(name: str) -> Asset:
     spec = assets.data_asset(name)
     return Asset(name=spec.name, uri=spec.uri, group="data", extra={"workload": spec.workload})
@@ -171,6 +174,34 @@ def candidate_events(context: Mapping[str, Any]) -> list[dict]:
     if not latest:
         raise SnapshotError("no candidate event triggered this run and no 'candidate_run_id' param was given")
     return [dict(max(latest, key=lambda e: e.timestamp).extra)]
+
+
+def apply_review(context: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+    """``post_execute`` of the review ApprovalOperator: apply the reviewer's answer to the challenger.
+
+    Approval moves ``champion`` (compare-and-set) and publishes the champion event; rejection, or no answer
+    before the timeout (the operator's default option), records who rejected and why on the version.
+    """
+    from retrain.workloads import promote
+
+    ti = context["ti"]
+    details = ti.xcom_pull(task_ids="review_requests", key="reviews")[max(ti.map_index, 0)]
+    chosen = (result or {}).get("chosen_options") or ["Reject"]
+    user = (result or {}).get("responded_by_user") or {}
+    by = user.get("name") or user.get("id") or "timeout (default: reject)"
+    comment = ((result or {}).get("params_input") or {}).get("comment", "")
+    outcome = promote.approve(details["model"], details["version"], approved=chosen[0] == "Approve", by=str(by),
+                              comment=comment, expected_champion=details["expected_champion"], run_id=details["run_id"])
+    if outcome["promote"]:
+        from airflow.sdk import AssetAlias
+
+        context["outlet_events"][AssetAlias(name=CHAMPIONS_ALIAS)].add(
+            champion_asset(details["model"]),
+            extra={"model": details["model"], "version": details["version"], "run_id": details["run_id"],
+                   "model_uri": f"models:/{details['model']}/{details['version']}",
+                   "previous_champion": outcome.get("previous_champion"), "metrics": details["metrics"],
+                   "approved_by": str(by)},
+        )
 
 
 def ensure_pools(sizes: Mapping[str, int] | None = None) -> None:

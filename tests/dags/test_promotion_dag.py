@@ -152,3 +152,31 @@ def test_bad_candidate_events_are_refused(registry_state, case):
     finally:
         if case != "missing_run":
             tracking.client().set_tag(event["run_id"], "promotion.decision", "rejected")
+
+
+def test_reviewer_answers_on_a_challenger(registry_state):
+    """What the review ApprovalOperator's post_execute applies: rejection records who and why; approval
+    moves champion (compare-and-set) and clears the challenger alias."""
+    from retrain import registry, tracking
+    from retrain.workloads import promote
+
+    model = "household_power_lgbm"
+    champion = registry.alias_version(model, registry.CHAMPION).version
+    second = registry_state["second"]
+    challenger = registry.version_for_run(model, second["run_id"])
+    registry.set_alias(model, registry.CHALLENGER, challenger.version)
+
+    rejected = promote.approve(model, challenger.version, approved=False, by="bob", comment="drift in March",
+                               expected_champion=champion, run_id=second["run_id"])
+    assert rejected["outcome"] == "rejected"
+    tags = tracking.client().get_model_version(model, challenger.version).tags
+    assert tags["approval.rejected_by"] == "bob" and tags["approval.reason"] == "drift in March"
+    assert registry.alias_version(model, registry.CHALLENGER) is None
+    assert registry.alias_version(model, registry.CHAMPION).version == champion
+
+    registry.set_alias(model, registry.CHALLENGER, challenger.version)
+    approved = promote.approve(model, challenger.version, approved=True, by="carol", comment="",
+                               expected_champion=champion, run_id=second["run_id"])
+    assert approved["outcome"] == "promoted" and approved["previous_champion"] == champion
+    assert registry.alias_version(model, registry.CHAMPION).version == challenger.version
+    assert registry.history(model)[-1]["by"] == "carol"

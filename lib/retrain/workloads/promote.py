@@ -113,7 +113,8 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
         summary["version"] = version.version
         if policy.require_approval:
             registry.set_alias(model, registry.CHALLENGER, version.version)
-            summary |= {"outcome": "awaiting_approval", "promote": False}
+            summary |= {"outcome": "awaiting_approval", "promote": False, "review_markdown": _markdown(summary, policy),
+                        "approval_timeout_hours": policy.approval_timeout_hours}
             return _record(run, model, summary, event, coordinates)
         try:
             previous = registry.move_champion(model, version.version,
@@ -148,6 +149,17 @@ def approve(model: str, version: str, *, approved: bool, by: str, comment: str, 
     client.set_tag(run_id, "promotion.decision", outcome["outcome"])
     client.set_tag(run_id, "promotion.approval", json.dumps({"approved": approved, "by": by, "comment": comment}))
     return outcome
+
+
+def review_request(decision: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(ApprovalOperator kwargs, details to apply the answer) for a challenger awaiting approval."""
+    model, version = decision["model"], decision["version"]
+    kwargs = {"subject": f"Promote {model} version {version} to champion?",
+              "body": decision.get("review_markdown", "") + f"\n\nMLflow: model `{model}`, version {version}, "
+                      f"candidate run `{decision['candidate_run_id']}`."}
+    details = {"model": model, "version": version, "expected_champion": decision.get("compared_champion"),
+               "run_id": decision["candidate_run_id"], "metrics": decision.get("metrics", {})}
+    return kwargs, details
 
 
 def _version_tags(summary: dict, run, coordinates: Mapping[str, Any]) -> dict[str, str]:

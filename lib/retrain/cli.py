@@ -35,6 +35,32 @@ def cmd_setup(args) -> int:
     return 0
 
 
+def cmd_up(args) -> int:
+    from retrain import stack
+
+    stack.up(timeout=args.timeout)
+    return 0
+
+
+def cmd_down(args) -> int:
+    from retrain import stack
+
+    stopped = stack.down()
+    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from retrain import stack
+
+    report = stack.health()
+    ends = stack.endpoints()
+    for component, state in report.items():
+        print(f"{component:<14} {state}")
+    print(f"Airflow {ends.airflow_url}   MLflow {ends.mlflow_url}")
+    return 0 if all(v == "healthy" for v in report.values()) else 1
+
+
 def cmd_sample_data(args) -> int:
     from retrain import storage
 
@@ -150,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("setup", help="migrate the Airflow metadata DB and create the pools (idempotent)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("up", help="start the embedded stack (Airflow + MLflow on 127.0.0.1) in the background")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop exactly the processes `up` started")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="health of each stack component")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("sample-data", help="write sample data in the real on-disk format")
     p.add_argument("kind", choices=["power"], help="which dataset format")

@@ -1,28 +1,119 @@
-"""Set-up of the embedded stack's state under ``RETRAIN_HOME`` (metadata DB, pools, folders)."""
+"""The embedded stack under ``RETRAIN_HOME``: set-up, then ``up`` / ``down`` / ``status`` of its processes.
+
+Each component (MLflow server, Airflow api-server, scheduler, dag-processor, triggerer) runs in its own
+process session, so ``down`` can stop it and every child it forked (``airflow standalone`` leaves orphans on
+SIGTERM). Services bind to 127.0.0.1; logs go to ``$RETRAIN_HOME/logs/<component>.log``.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from retrain import environment
 from retrain.settings import get_settings
 
+COMPONENTS = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
+ADMIN_USER = "admin"
+
+
+def _bin(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
 
 def airflow_executable() -> str:
-    candidate = Path(sys.executable).with_name("airflow")
-    return str(candidate) if candidate.exists() else "airflow"
+    return _bin("airflow")
 
 
-def setup(*, quiet: bool = True) -> None:
+@dataclass(frozen=True)
+class Endpoints:
+    airflow_port: int
+    mlflow_port: int
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+
+def endpoints() -> Endpoints:
+    return Endpoints(int(os.environ.get("RETRAIN_AIRFLOW_PORT", "8080")), int(os.environ.get("RETRAIN_MLFLOW_PORT", "5000")))
+
+
+def _run_dir() -> Path:
+    path = get_settings().home / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _log_dir() -> Path:
+    path = get_settings().home / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _jwt_secret() -> str:
+    path = _run_dir() / "jwt_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def stack_environment() -> dict[str, str]:
+    """The environment every component of the running stack shares."""
+    ends = endpoints()
+    settings = get_settings()
+    return os.environ | environment.airflow_environment() | {
+        "MLFLOW_TRACKING_URI": ends.mlflow_url,
+        "AIRFLOW__API__BASE_URL": ends.airflow_url,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(ends.airflow_port),
+        "AIRFLOW__API_AUTH__JWT_SECRET": _jwt_secret(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.airflow_home / "logs"),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _commands() -> dict[str, list[str]]:
+    ends = endpoints()
+    mlflow_dir = get_settings().home / "mlflow"
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    airflow = airflow_executable()
+    return {
+        "mlflow": [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(ends.mlflow_port), "--workers", "1",
+                   "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                   "--artifacts-destination", (mlflow_dir / "artifacts").as_uri()],
+        "api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", str(ends.airflow_port), "--workers", "1"],
+        "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
+        "dag-processor": [airflow, "dag-processor"],
+        "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
+    }
+
+
+def setup(*, quiet: bool = True, env: dict[str, str] | None = None) -> None:
     """Migrate the Airflow metadata DB and create the pools; safe to run again."""
-    env = os.environ | environment.airflow_environment()
+    env = env or (os.environ | environment.airflow_environment())
     settings = get_settings()
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    for folder in ("landing", "curated", "quarantine", "archive", "work"):
-        if not settings.is_remote_data:
+    if not settings.is_remote_data:
+        for folder in ("landing", "curated", "quarantine", "archive", "work"):
             Path(settings.data(folder)).mkdir(parents=True, exist_ok=True)
     result = subprocess.run([airflow_executable(), "db", "migrate"], env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -33,3 +124,132 @@ def setup(*, quiet: bool = True) -> None:
     from retrain import orchestration
 
     orchestration.ensure_pools()
+
+
+def _pid(component: str) -> int | None:
+    path = _run_dir() / f"{component}.pid"
+    if not path.exists():
+        return None
+    pid = int(path.read_text().strip())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, object]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read().decode()
+            try:
+                return response.status == 200, json.loads(body)
+            except json.JSONDecodeError:
+                return response.status == 200, body
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return False, str(exc)
+
+
+def health() -> dict[str, str]:
+    """Health of each component as the services report it (or 'down')."""
+    ends = endpoints()
+    report = {c: ("running" if _pid(c) else "down") for c in COMPONENTS}
+    ok, _ = _http_ok(f"{ends.mlflow_url}/health")
+    report["mlflow"] = "healthy" if ok else report["mlflow"]
+    ok, body = _http_ok(f"{ends.airflow_url}/api/v2/monitor/health")
+    if ok and isinstance(body, dict):
+        report["api-server"] = "healthy"
+        for key, component in (("scheduler", "scheduler"), ("triggerer", "triggerer"), ("dag_processor", "dag-processor")):
+            status = (body.get(key) or {}).get("status")
+            if status:
+                report[component] = status
+    return report
+
+
+def admin_password() -> str | None:
+    path = get_settings().airflow_home / "simple_auth_manager_passwords.json.generated"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get(ADMIN_USER)
+
+
+def up(*, timeout: float = 180.0, quiet: bool = False) -> Endpoints:
+    """Start every component that is not running, wait until all are healthy."""
+    env = stack_environment()
+    setup(quiet=True, env=env)
+    log_dir = _log_dir()
+    for component, command in _commands().items():
+        if _pid(component):
+            continue
+        with open(log_dir / f"{component}.log", "ab") as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       cwd=get_settings().home, start_new_session=True)
+        (_run_dir() / f"{component}.pid").write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        report = health()
+        if all(v == "healthy" for v in report.values()):
+            break
+        dead = [c for c in COMPONENTS if report[c] == "down"]
+        if dead:
+            raise RuntimeError(f"stack component(s) {dead} exited; see {log_dir}/<component>.log")
+        time.sleep(1.0)
+    else:
+        raise TimeoutError(f"stack not healthy after {timeout:.0f}s: {health()}; logs in {log_dir}")
+    ends = endpoints()
+    if not quiet:
+        print(f"Airflow UI   {ends.airflow_url}   login: {ADMIN_USER} / {admin_password()}")
+        print(f"MLflow UI    {ends.mlflow_url}")
+        print(f"logs         {log_dir}")
+    return ends
+
+
+def down(*, timeout: float = 30.0) -> list[str]:
+    """Stop exactly the process groups ``up`` started (TERM, then KILL after ``timeout``)."""
+    stopped = []
+    for component in reversed(COMPONENTS):
+        pid = _pid(component)
+        if pid is None:
+            (_run_dir() / f"{component}.pid").unlink(missing_ok=True)
+            continue
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        stopped.append(component)
+    deadline = time.monotonic() + timeout
+    for component in stopped:
+        pid = int((_run_dir() / f"{component}.pid").read_text())
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.2)
+        if _group_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        (_run_dir() / f"{component}.pid").unlink(missing_ok=True)
+    return stopped
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie leader still counts; reap it if it is our child
+    try:
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return _has_live_members(pgid)
+
+
+def _has_live_members(pgid: int) -> bool:
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return False

@@ -1,0 +1,163 @@
+"""End to end on the real embedded stack: scheduler, api-server, dag-processor, triggerer, MLflow server.
+
+Asserts through the Airflow REST API and MLflow what in-process tests cannot show: asset-triggered runs with
+their triggering events, the chain into promote_models, and a clean tear-down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+DAYS = 40
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    def __init__(self, base: str, password: str):
+        self.base = base
+        request = urllib.request.Request(f"{base}/auth/token", method="POST",
+                                         data=json.dumps({"username": "admin", "password": password}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            self.token = json.load(response)["access_token"]
+
+    def get(self, path: str) -> dict:
+        request = urllib.request.Request(f"{self.base}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.get(f"dags/{dag_id}/dagRuns?order_by=run_after&limit=100")["dag_runs"]
+
+    def wait_for_runs(self, dag_id: str, count: int, timeout: float = 240) -> list[dict]:
+        """Wait until ``count`` runs of a DAG have finished; returns all runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.runs(dag_id)
+            done = [r for r in runs if r["state"] in ("success", "failed")]
+            if len(done) >= count:
+                return runs
+            time.sleep(2)
+        raise AssertionError(f"{dag_id}: fewer than {count} finished runs after {timeout}s: {self.runs(dag_id)}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("e2e-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW", "RETRAIN_"))}
+    env |= {"RETRAIN_HOME": str(home), "RETRAIN_AIRFLOW_PORT": str(_free_port()), "RETRAIN_MLFLOW_PORT": str(_free_port())}
+    retrain = [sys.executable, "-m", "retrain"]
+    started = subprocess.run(retrain + ["up"], env=env, capture_output=True, text=True, timeout=300)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        password = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        api = Api(f"http://127.0.0.1:{env['RETRAIN_AIRFLOW_PORT']}", password)
+        yield {"home": home, "env": env, "api": api, "retrain": retrain,
+               "mlflow": f"http://127.0.0.1:{env['RETRAIN_MLFLOW_PORT']}"}
+    finally:
+        subprocess.run(retrain + ["down"], env=env, capture_output=True, timeout=120)
+        print(f"stack logs: {home / 'logs'}")
+
+
+def _land(stack, tmp_path: Path, name: str, data: bytes) -> None:
+    source = tmp_path / name
+    source.write_bytes(data)
+    out = subprocess.run(stack["retrain"] + ["land", "household_power", str(source)], env=stack["env"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def _power(seed: int) -> bytes:
+    from retrain.data.power import generate_power
+
+    return generate_power(DAYS * 1440, seed=seed)
+
+
+def test_power_chain_on_the_real_scheduler(stack, tmp_path):
+    import mlflow
+
+    api = stack["api"]
+    _land(stack, tmp_path, "first.txt", _power(31))
+    train_runs = api.wait_for_runs("tabular_ml_training", 1)
+    assert train_runs[0]["state"] == "success", train_runs
+    assert train_runs[0]["run_type"] == "asset_triggered"
+    promote_runs = api.wait_for_runs("promote_models", 1)
+    assert promote_runs[0]["state"] == "success" and promote_runs[0]["run_type"] == "asset_triggered"
+
+    # the training run was triggered by exactly the ingest's event
+    events = api.get("assets/events?order_by=timestamp&limit=50")["asset_events"]
+    data_events = [e for e in events if e["name"] == "household_power"]
+    assert len(data_events) == 1 and data_events[0]["source_dag_id"] == "ingest_power"
+    triggered = api.get(f"dags/tabular_ml_training/dagRuns/{train_runs[0]['dag_run_id']}/upstreamAssetEvents")["asset_events"]
+    assert [e["id"] for e in triggered] == [data_events[0]["id"]]
+    assert triggered[0]["extra"]["version"] == data_events[0]["extra"]["version"]
+
+    client = mlflow.MlflowClient(stack["mlflow"])
+    champion = client.get_model_version_by_alias("household_power_lgbm", "champion")
+    assert champion.tags["decision"] == "first_model"
+    assert champion.tags["data.version"] == data_events[0]["extra"]["version"]
+    assert [e for e in events if e["name"] == "household_power_lgbm.champion"]
+
+
+def test_a_second_drop_retrains_and_a_bad_drop_changes_nothing(stack, tmp_path):
+    import mlflow
+
+    api = stack["api"]
+    client = mlflow.MlflowClient(stack["mlflow"])
+    champion_before = client.get_model_version_by_alias("household_power_lgbm", "champion").version
+
+    _land(stack, tmp_path, "second.txt", _power(32))
+    train_runs = api.wait_for_runs("tabular_ml_training", 2)
+    assert [r["state"] for r in train_runs[:2]] == ["success", "success"]
+    api.wait_for_runs("promote_models", 2)
+    second_candidate = client.search_runs(
+        [client.get_experiment_by_name("tabular_ml_training.household_power").experiment_id],
+        order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert second_candidate.data.tags["promotion.decision"] == "rejected"
+    assert client.get_model_version_by_alias("household_power_lgbm", "champion").version == champion_before
+
+    text = _power(33).decode().splitlines()
+    fields = text[100].split(";")
+    fields[4] = "400.000"  # voltage far outside any plausible band
+    text[100] = ";".join(fields)
+    _land(stack, tmp_path, "bad.txt", ("\n".join(text) + "\n").encode())
+    train_runs = api.wait_for_runs("tabular_ml_training", 3)
+    bad = train_runs[2]
+    assert bad["state"] == "failed"
+    tis = {t["task_id"]: t for t in api.get(f"dags/tabular_ml_training/dagRuns/{bad['dag_run_id']}/taskInstances")["task_instances"]}
+    assert tis["quality_gate"]["state"] == "failed" and tis["quality_gate"]["try_number"] == 1
+    assert tis["log_candidate"]["state"] == "upstream_failed"
+    time.sleep(5)
+    assert len(api.runs("promote_models")) == 2
+    assert client.get_model_version_by_alias("household_power_lgbm", "champion").version == champion_before
+
+
+def test_down_leaves_no_process_behind(stack):
+    out = subprocess.run(stack["retrain"] + ["down"], env=stack["env"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    import psutil
+
+    home = str(stack["home"])
+    leftovers = []
+    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            if (proc.info["environ"] or {}).get("RETRAIN_HOME") == home:
+                leftovers.append(proc.info["cmdline"])
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+    assert leftovers == []

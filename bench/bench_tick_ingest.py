@@ -1,0 +1,154 @@
+"""Tick ingest throughput: ``retrain.data.ticks`` (pyarrow) vs a naive pandas ``read_csv`` + ``to_parquet``.
+
+How it is measured
+------------------
+1. ``retrain.data.ticks.generate_ticks`` makes one dense partition (``ROWS`` ticks, 4 symbols, one UTC day) and
+   ``to_csv_bytes`` writes it to a temporary CSV file in feed order (by timestamp), as a vendor would deliver
+   it. Not timed.
+2. Each pipeline runs in its own fresh subprocess (so peak RSS is its own), ``REPEATS`` times, alternating:
+
+   - *retrain*: read the file's bytes, ``normalize_partition([(name, bytes)], partition)`` (which parses with
+     ``read_tick_file``: pyarrow.csv with explicit column types, structural checks, sorted dictionaries), then
+     sorts by symbol and timestamp (a parallel take), and ``write_partition`` (zstd parquet files of at most
+     ``ROWS_PER_FILE`` rows, encoded in parallel in memory, each written atomically with its sha256);
+   - *pandas*: ``pd.read_csv(path, parse_dates=["timestamp"])`` then ``DataFrame.to_parquet(path)`` (pandas
+     defaults: C parser, snappy). It does less: no checks, no sort, no hash.
+
+   Timed inside the subprocess from the first byte read to the closed output file; interpreter start and
+   imports are excluded. Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end of the
+   subprocess (imports included: a bare ``import pandas, pyarrow`` is reported for reference). CPU seconds
+   (user + system, all threads) are printed beside the wall time: on a shared machine they move less.
+3. Rows/s = ``ROWS`` / median wall seconds. Ratio = retrain rows/s / pandas rows/s. Both outputs are read back
+   and must hold ``ROWS`` rows.
+
+Target: ratio >= 3x.
+
+Run from the repo root: ``.venv/bin/python bench/bench_tick_ingest.py`` (about 1-2 minutes on 2 cores,
+~2.5 GB RAM). ``BENCH_TICK_ROWS`` overrides the row count (at least 5,000,000 for the reported number).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROWS = int(os.environ.get("BENCH_TICK_ROWS", 5_000_000))
+REPEATS = 3
+TARGET_RATIO = 3.0
+DAY = date(2024, 3, 15)
+
+
+def _child(mode: str, source: str, target: str) -> None:
+    """One step in a fresh interpreter; prints a JSON line (timings, peak RSS, rows written)."""
+    import resource
+
+    def peak_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    if mode == "generate":
+        from retrain.data import ticks
+
+        started = time.perf_counter()
+        table = ticks.generate_ticks(DAY, list(ticks.DEFAULT_SYMBOLS), ROWS, seed=0)
+        Path(source).write_bytes(ticks.to_csv_bytes(table))
+        print(json.dumps({"seconds": time.perf_counter() - started, "bytes": Path(source).stat().st_size}))
+        return
+    if mode == "imports":
+        import pandas  # noqa: F401
+        import pyarrow.csv  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+        from retrain.data import ticks  # noqa: F401
+
+        print(json.dumps({"rss_mb": peak_mb()}))
+        return
+    if mode == "retrain":
+        from retrain.data import ticks
+
+        def run() -> list[str]:
+            data = Path(source).read_bytes()
+            table = ticks.normalize_partition([(Path(source).name, data)], DAY.isoformat())
+            del data
+            return [entry["path"] for entry in ticks.write_partition(table, target)]
+    else:
+        import pandas as pd
+
+        def run() -> list[str]:
+            frame = pd.read_csv(source, parse_dates=["timestamp"])
+            frame.to_parquet(os.path.join(target, "part-0.parquet"))
+            return ["part-0.parquet"]
+
+    import pyarrow.parquet as pq
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    files = run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    rss = peak_mb()
+    rows = sum(pq.ParquetFile(os.path.join(target, f)).metadata.num_rows for f in files)
+    size = sum(os.path.getsize(os.path.join(target, f)) for f in files)
+    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss, "rows": rows, "bytes": size, "files": len(files)}))
+
+
+def _spawn(mode: str, source: str, target: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, source, target], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    # The parent stays a bare interpreter: Linux carries a process's peak RSS across fork+exec, so a parent
+    # holding the data would inflate every child's ru_maxrss.
+    print(f"tick ingest benchmark: {ROWS:,} ticks in one partition, median of {REPEATS} "
+          f"(python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f})")
+    with tempfile.TemporaryDirectory(prefix="bench-ticks-") as tmp:
+        source = str(Path(tmp) / f"ticks-{DAY.isoformat()}.csv")
+        generated = _spawn("generate", source, tmp)
+        print(f"  generate + write CSV                 {generated['seconds']:6.2f} s  "
+              f"({generated['bytes'] / 1e6:.0f} MB, not timed)")
+        runs: dict[str, list[dict]] = {"retrain": [], "pandas": []}
+        for repeat in range(REPEATS):
+            for mode in ("retrain", "pandas"):  # alternate, so drifting machine load hits both alike
+                target = Path(tmp) / f"{mode}-{repeat}"
+                target.mkdir()
+                result = _spawn(mode, source, str(target))
+                assert result["rows"] == ROWS, f"{mode} wrote {result['rows']} rows, expected {ROWS}"
+                runs[mode].append(result)
+                for leftover in target.iterdir():
+                    leftover.unlink()
+        imports = _spawn("imports", source, tmp)
+
+    summary = {}
+    for mode, label in (("retrain", "read_tick_file + normalize + write"), ("pandas", "pandas read_csv + to_parquet")):
+        walls = [r["wall"] for r in runs[mode]]
+        wall = statistics.median(walls)
+        cpu = statistics.median(r["cpu"] for r in runs[mode])
+        rss = max(r["rss_mb"] for r in runs[mode])
+        summary[mode] = {"wall": wall, "rows_per_s": ROWS / wall, "rss": rss}
+        last = runs[mode][-1]
+        print(f"  {label:<36} {wall:6.2f} s wall (runs: {', '.join(f'{w:.2f}' for w in walls)}), "
+              f"{cpu:5.2f} s CPU, {ROWS / wall / 1e6:5.2f} M rows/s, peak RSS {rss:5.0f} MB, "
+              f"{last['files']} parquet file(s) {last['bytes'] / 1e6:.0f} MB")
+    print(f"  (importing pandas + pyarrow + retrain.data.ticks alone peaks at {imports['rss_mb']:.0f} MB RSS)")
+
+    ratio = summary["retrain"]["rows_per_s"] / summary["pandas"]["rows_per_s"]
+    print()
+    print(f"retrain rows/s: {summary['retrain']['rows_per_s']:,.0f}   peak RSS {summary['retrain']['rss']:.0f} MB")
+    print(f"pandas rows/s:  {summary['pandas']['rows_per_s']:,.0f}   peak RSS {summary['pandas']['rss']:.0f} MB")
+    print(f"ratio retrain/pandas: {ratio:.2f}x")
+    print(f"  (load average {os.getloadavg()[0]:.2f} at the end; on shared cores other work skews these numbers)")
+    print(f"target: ratio >= {TARGET_RATIO:.0f}x -> {'MEETS TARGET' if ratio >= TARGET_RATIO else 'MISSES TARGET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(*sys.argv[2:5])
+        sys.exit(0)
+    sys.exit(main())

@@ -10,7 +10,7 @@ import functools
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrain.errors import ConfigError
 from retrain.settings import get_settings
@@ -102,6 +102,39 @@ class TabularConfig(WorkloadConfig):
     datasets: dict[str, TabularDataset]
 
 
+class LoopConfig(Strict):
+    """Hyperparameters of the generic training loop (:func:`retrain.training.loop.fit`)."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = Field(0, ge=0)
+    patience: int | None = Field(None, ge=1, description="epochs without a lower val loss before stopping; None: never")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers; only for datasets that are not TensorDatasets")
+    augment: bool = Field(False, description="random crop (pad 4) + horizontal flip, batch-wise on the device")
+    amp: bool = Field(True, description="mixed precision on CUDA (never on CPU)")
+    eval_batch_size: int = Field(1024, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N (got {value!r})")
+        return value
+
+
+class ImageDataset(Strict):
+    model: str
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+
+
+class ImageConfig(WorkloadConfig):
+    datasets: dict[str, ImageDataset]
+
+
 class PromotionConfig(WorkloadConfig):
     """The promotion DAG's defaults; the per-model policies are validated by :mod:`retrain.promotion`."""
 
@@ -113,6 +146,7 @@ _MODELS: dict[str, type[WorkloadConfig]] = {
     "ingest": IngestConfig,
     "tabular_ml_training": TabularConfig,
     "promotion": PromotionConfig,
+    "image_dl_training": ImageConfig,
 }
 
 

@@ -25,6 +25,7 @@ PERMANENT_ERRORS = (DataQualityError, DataFormatError, SnapshotError, ConfigErro
 
 
 CHAMPIONS_ALIAS = "retrain_champions"
+CANDIDATES_ALIAS = "retrain_candidates"
 
 
 def data_asset(name: str) -> Asset:
@@ -146,6 +147,26 @@ def data_events(context: Mapping[str, Any], dataset: str) -> list[dict]:
         raise SnapshotError(f"{dataset}: run was not triggered by an event, no 'version' param was given, "
                             "and the asset has no events yet")
     return [dict(history[-1].extra)]
+
+
+def image_events(context: Mapping[str, Any], datasets: tuple[str, ...]) -> list[dict]:
+    """The newest triggering event of each dataset that triggered the run; for a manual run, the ``dataset``
+    param's snapshot (``version`` param, else the asset's latest event)."""
+    triggering = context.get("triggering_asset_events") or {}
+    chosen = []
+    for dataset in datasets:
+        try:
+            events = sorted(triggering[data_asset(dataset)], key=lambda e: e.timestamp)
+        except KeyError:
+            continue
+        if events:
+            chosen.append(dict(events[-1].extra))
+    if chosen:
+        return chosen
+    dataset = (context.get("params") or {}).get("dataset")
+    if not dataset:
+        raise SnapshotError(f"manual runs must name a dataset (one of {list(datasets)})")
+    return data_events(context, dataset)[-1:]
 
 
 def candidate_events(context: Mapping[str, Any]) -> list[dict]:

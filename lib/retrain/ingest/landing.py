@@ -39,9 +39,15 @@ def pending(dataset: str) -> list[str]:
 
 
 def land(dataset: str, source: str, name: str | None = None) -> str:
-    """Copy a file into the landing zone atomically (hidden name, then rename). Returns its location."""
+    """Copy a file, or a folder (an image drop), into the landing zone atomically: it appears under its
+    final name only once complete (hidden staging name, then rename). Returns its location."""
     target = storage.safe_child(landing_folder(dataset), name or storage.name(source))
-    storage.copy(source, target)
+    if storage.isdir(source):
+        with storage.staged_directory(target) as staging:
+            for child in storage.listdir(source):
+                storage.copy(storage.join(source, child), storage.join(staging, child))
+    else:
+        storage.copy(source, target)
     return target
 
 

@@ -32,9 +32,17 @@ def _tabular_eval_set(run) -> tuple[Any, np.ndarray]:
     return frame.drop(columns=["target"]), frame["target"].to_numpy()
 
 
+def _image_eval_set(run) -> tuple[Any, np.ndarray]:
+    from retrain.workloads import images
+
+    return images.evaluation_set(run)
+
+
 # registered model -> loader of the candidate's held-out examples (inputs, targets)
 EVALUATION_SETS: dict[str, Callable[[Any], tuple[Any, np.ndarray]]] = {
     "household_power_lgbm": _tabular_eval_set,
+    "mnist_cnn": _image_eval_set,
+    "cifar10_cnn": _image_eval_set,
 }
 
 
@@ -54,7 +62,9 @@ def _predict(model_uri: str, inputs) -> np.ndarray:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:  # MLflow raises several types for unloadable models
         raise PromotionError(f"model {model_uri} cannot be loaded: {exc}") from exc
-    return np.asarray(model.predict(inputs))
+    output = np.asarray(model.predict(inputs))
+    # classifiers return one score per class: the prediction is the best-scoring class
+    return output.argmax(axis=1) if output.ndim == 2 and output.shape[1] > 1 else output.reshape(len(output))
 
 
 def _candidate_run(run_id: str):

@@ -1,0 +1,96 @@
+"""
+### image_dl_training
+
+**Trigger:** `mnist | cifar10` asset events. The run trains only the datasets whose events triggered it
+(dynamic task mapping over them), each on the newest snapshot its events name. Manual runs are the
+single-DAG proof-of-concept mode: validated params choose the dataset and override epochs, batch size,
+learning rate and device.
+
+**Per dataset:** Great Expectations gate on the snapshot's per-image statistics (bad data fails at once) →
+train the dataset's CNN on the `gpu` pool and `gpu` queue (CUDA with AMP when present, else CPU; a retried
+task resumes from the last epoch's checkpoint) → test accuracy, macro-F1, per-class accuracy and confusion
+matrix beside a majority-class baseline → MLflow run with the model → a `<model>.candidate` event for
+`promote_models`. `max_active_runs=1` and the one-slot `gpu` pool keep two trainings off one GPU.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, AssetAlias, Param, task, task_group
+
+from retrain import orchestration
+
+WORKLOAD = "image_dl_training"
+DATASETS = ("mnist", "cifar10")
+ASSETS = [orchestration.data_asset(d) for d in DATASETS]
+CANDIDATES = AssetAlias(name=orchestration.CANDIDATES_ALIAS, group="model")
+
+with DAG(
+    dag_id=WORKLOAD,
+    schedule=ASSETS[0] | ASSETS[1],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    doc_md=__doc__,
+    params={
+        "workload": WORKLOAD,
+        "dataset": Param(None, type=["null", "string"], enum=[None, *DATASETS], description="Manual run: dataset"),
+        "version": Param(None, type=["null", "string"], description="Manual run: snapshot version (default: latest event)"),
+        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=200),
+        "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=4096),
+        "lr": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1),
+        "device": Param(None, type=["null", "string"], enum=[None, "auto", "cpu", "cuda"]),
+    },
+    **orchestration.dag_kwargs(WORKLOAD),
+):
+
+    @task(inlets=ASSETS)
+    @orchestration.permanent_errors_fail_fast
+    def datasets_to_train(**context) -> list[dict]:
+        """One event per dataset that triggered this run (the newest of each)."""
+        return orchestration.image_events(context, DATASETS)
+
+    @task_group
+    def pipeline(event: dict):
+        @task
+        @orchestration.permanent_errors_fail_fast
+        def quality_gate(event: dict, **context) -> dict:
+            """Quality report summary; raises (no retry) when the snapshot fails its suite."""
+            from retrain.workloads import images
+
+            run = orchestration.run_coordinates(context)
+            return images.gate(event, images.work_folder(run["dag_id"], run["run_id"], event["dataset"]))
+
+        @task(pool="gpu", queue="gpu")
+        @orchestration.permanent_errors_fail_fast
+        def train(event: dict, gate: dict, **context) -> dict:
+            """The trained CNN (resumes from the last checkpoint on retry)."""
+            from retrain.workloads import images
+
+            run = orchestration.run_coordinates(context)
+            overrides = {k: context["params"].get(k) for k in ("epochs", "batch_size", "lr", "device")}
+            return images.train(event, images.work_folder(run["dag_id"], run["run_id"], event["dataset"]), overrides)
+
+        @task(pool="gpu", queue="gpu")
+        def evaluate(event: dict, trained: dict, **context) -> dict:
+            """Test metrics, confusion matrix and the majority-class baseline."""
+            from retrain.workloads import images
+
+            run = orchestration.run_coordinates(context)
+            return images.evaluate(event, images.work_folder(run["dag_id"], run["run_id"], event["dataset"]))
+
+        @task(outlets=[CANDIDATES])
+        def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
+            """The MLflow candidate run; emits the candidate-model event."""
+            from retrain import assets, tracking
+            from retrain.workloads import images
+
+            run = orchestration.run_coordinates(context)
+            lineage = tracking.Lineage(**run, data=event, quality=gate)
+            extra = images.log_candidate(lineage, images.work_folder(run["dag_id"], run["run_id"], event["dataset"]))
+            outlet_events[CANDIDATES].add(orchestration.candidate_asset(assets.model_for_dataset(event["dataset"])),
+                                          extra=extra)
+            return extra
+
+        verdict = quality_gate(event)
+        log_candidate(event, verdict, evaluate(event, train(event, verdict)))
+
+    pipeline.expand(event=datasets_to_train())

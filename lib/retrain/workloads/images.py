@@ -1,0 +1,219 @@
+"""The image workload's steps (MNIST, CIFAR-10): gate -> train -> evaluate -> log_candidate.
+
+One function per Airflow task; plain values in and out; files in the run's work folder. Training resumes
+from the last epoch's checkpoint when a task is retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrain import config, quality, snapshots, storage, tracking
+from retrain.events import check_data_event
+from retrain.ingest.landing import _run_folder
+from retrain.settings import get_settings
+
+WORKLOAD = "image_dl_training"
+PRIMARY_METRIC = "test_accuracy"
+log = logging.getLogger(__name__)
+
+
+def dataset_config(dataset: str) -> config.ImageDataset:
+    cfg = config.load(WORKLOAD)
+    try:
+        return cfg.datasets[dataset]
+    except KeyError:
+        raise config.ConfigError(f"{WORKLOAD}: no dataset {dataset!r} configured (known: {sorted(cfg.datasets)})") from None
+
+
+def loop_config(dataset: str, overrides: Mapping[str, Any] | None = None) -> config.LoopConfig:
+    """The dataset's loop settings with a manual run's overrides (validated: unknown keys are an error)."""
+    base = dataset_config(dataset).loop.model_dump()
+    try:
+        return config.LoopConfig.model_validate(base | {k: v for k, v in (overrides or {}).items() if v is not None})
+    except config.ValidationError as exc:
+        raise config.ConfigError(f"{WORKLOAD} overrides for {dataset}: {exc}") from None
+
+
+def work_folder(dag_id: str, run_id: str, dataset: str) -> str:
+    return get_settings().work("train", dag_id, _run_folder(run_id), dataset)
+
+
+def _splits(event: Mapping[str, Any]):
+    from retrain.ingest import images
+
+    return images.load_splits(snapshots.from_uri(event["uri"]))
+
+
+def gate(event: Mapping[str, Any], work: str) -> dict:
+    """Validate exactly the snapshot the event names (per-image statistics table)."""
+    from retrain.data import images
+
+    dataset = event["dataset"]
+    extra = check_data_event(event, dataset)
+    snapshot = snapshots.from_uri(extra["uri"])
+    snapshots.verify(snapshot, extra["sha256"])
+    from retrain.ingest import images as ingest_images
+
+    frame = images.stats_frame(ingest_images.load_splits(snapshot))
+    report = quality.validate(dataset, frame, version=snapshot.version, report_dir=storage.join(work, "quality"))
+    quality.enforce(report)
+    return report.summary()
+
+
+def build_model(dataset: str):
+    if dataset == "mnist":
+        from retrain.models.mnist_cnn import MnistCNN
+
+        return MnistCNN()
+    from retrain.models.cifar10_cnn import Cifar10CNN
+
+    return Cifar10CNN()
+
+
+def _train_val(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+    order = np.random.default_rng(seed).permutation(len(labels))
+    n_val = max(1, int(round(len(labels) * fraction)))
+    val, train = order[:n_val], order[n_val:]
+    return (images[train], labels[train]), (images[val], labels[val])
+
+
+def train(event: Mapping[str, Any], work: str, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Fit the dataset's CNN; checkpoints every epoch under ``work/checkpoints`` and resumes from there."""
+    import torch
+
+    from retrain.training import loop
+
+    dataset = event["dataset"]
+    ds_cfg = dataset_config(dataset)
+    cfg = loop_config(dataset, overrides)
+    splits = _splits(event)
+    (train_x, train_y), (val_x, val_y) = _train_val(*splits["train"], ds_cfg.validation_fraction, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(dataset)
+    history = loop.fit(model, loop.image_dataset(train_x, train_y), loop.image_dataset(val_x, val_y), cfg,
+                       checkpoint_dir=Path(work) / "checkpoints")
+    local = Path(work)
+    local.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), local / "model.pt")
+    device = loop.pick_device(cfg.device)
+    summary = {"epochs_run": len(history), "history": history, "device": str(device),
+               "train_samples": int(len(train_y)), "val_samples": int(len(val_y)), "loop": cfg.model_dump()}
+    storage.write_text(storage.join(work, "train.json"), json.dumps(summary, default=str))
+    return {k: v for k, v in summary.items() if k != "history"}
+
+
+def _trained_model(dataset: str, work: str):
+    import torch
+
+    model = build_model(dataset)
+    model.load_state_dict(torch.load(Path(work) / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def evaluate(event: Mapping[str, Any], work: str) -> dict:
+    """Test-split accuracy, macro-F1, per-class accuracy, confusion matrix, and the majority-class baseline."""
+    from retrain.training import loop
+
+    dataset = event["dataset"]
+    classes = snapshots.from_uri(event["uri"]).manifest.get("classes") or [str(k) for k in range(10)]
+    splits = _splits(event)
+    test_x, test_y = splits["test"]
+    model = _trained_model(dataset, work)
+    result = loop.evaluate(model, loop.image_dataset(test_x, test_y), device=loop.pick_device("auto"))
+    majority = int(np.bincount(splits["train"][1], minlength=10).argmax())
+    metrics = result.metrics("test_", classes) | {
+        "baseline_majority_accuracy": float(np.mean(test_y == majority)),
+        "test_examples": int(len(test_y)),
+    }
+    storage.write_text(storage.join(work, "evaluate.json"), json.dumps(metrics, indent=2))
+    storage.write_bytes(storage.join(work, "confusion_matrix.png"),
+                        loop.confusion_matrix_png(result.confusion, classes, f"{dataset}: test confusion matrix"))
+    return metrics
+
+
+def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
+    """Log the candidate run to MLflow and return the candidate asset event's extra."""
+    dataset = lineage.data["dataset"]
+    model_name = dataset_config(dataset).model
+    metrics = json.loads(storage.read_text(storage.join(work, "evaluate.json")))
+    data = lineage.data
+    description = (
+        f"**{model_name}** candidate trained by Airflow DAG `{lineage.dag_id}` run `{lineage.run_id}` on `{dataset}` "
+        f"snapshot `{data.get('version')}` ({data.get('rows')} images), quality gate "
+        f"**{lineage.quality.get('verdict', 'unknown')}**.\n\n| metric | CNN | majority class |\n|---|---|---|\n"
+        f"| test accuracy | {metrics['test_accuracy']:.4f} | {metrics['baseline_majority_accuracy']:.4f} |\n"
+        f"| test macro-F1 | {metrics['test_macro_f1']:.4f} | |\n"
+    )
+    result = tracking.candidate_run(workload=WORKLOAD, dataset=dataset, model_name=model_name, lineage=lineage,
+                                    log_body=lambda: _log_body(dataset, lineage, work, metrics), description=description)
+    extra = tracking.candidate_event_extra(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
+                                           primary_metric=PRIMARY_METRIC)
+    tracking.client().set_tag(result["run_id"], "retrain.candidate_event", json.dumps(extra))
+    return extra
+
+
+def _log_body(dataset: str, lineage: tracking.Lineage, work: str, metrics: dict) -> dict:
+    import mlflow
+    import numpy
+    import torch
+    from mlflow.models import infer_signature
+
+    summary = json.loads(storage.read_text(storage.join(work, "train.json")))
+    mlflow.log_params(tracking.flatten({"loop": summary["loop"], "dataset": dataset,
+                                        "validation_fraction": dataset_config(dataset).validation_fraction}))
+    mlflow.log_params({"device": summary["device"], "train_samples": summary["train_samples"]})
+    mlflow.log_metrics(metrics | {"epochs_run": summary["epochs_run"]})
+    series: dict[str, list[float]] = {}
+    for record in summary["history"]:
+        for key in ("train_loss", "val_loss", "val_accuracy", "samples_per_s", "seconds"):
+            if record.get(key) is not None:
+                series.setdefault(key, []).append(float(record[key]))
+    tracking.log_metric_history(series, prefix="epoch_")
+
+    data = lineage.data
+    digest = str(data.get("sha256", ""))[:20]
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    snapshot_input = MetaDataset(resolve_dataset_source(str(data["uri"])), name=f"{dataset}@{data.get('version')}",
+                                 digest=digest)
+    mlflow.log_input(snapshot_input, context="training")
+
+    for name in ("evaluate.json", "confusion_matrix.png", "train.json"):
+        with storage.local_path(storage.join(work, name)) as path:
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+    for name in ("quality_report.json", "quality_report.md"):
+        location = storage.join(work, "quality", name)
+        if storage.exists(location):
+            with storage.local_path(location) as path:
+                mlflow.log_artifact(str(path), artifact_path="quality")
+
+    model = _trained_model(dataset, work)
+    splits = _splits(lineage.data)
+    example = splits["test"][0][:2]
+    example = (example[:, None] if example.ndim == 3 else example.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    info = mlflow.pytorch.log_model(
+        model, name="model", signature=infer_signature(example, output), input_example=example,
+        pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+                          f"numpy=={numpy.__version__}"],
+    )
+    return {"model_uri": info.model_uri, "metrics": metrics}
+
+
+def evaluation_set(run) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's held-out examples for promotion: the test split of the snapshot it was trained on."""
+    event = json.loads(run.data.tags["retrain.candidate_event"])
+    splits = _splits(event["data"])
+    images, labels = splits["test"]
+    inputs = (images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
+    return inputs, labels.astype(np.int64)

@@ -96,5 +96,5 @@ def test_gate_fails_an_all_black_batch_and_train_test_overlap():
     with pytest.raises(DataQualityError) as error:
         quality.enforce(report)
     rules = {f["column"]: f for f in error.value.failures}
-    assert rules["pixel_mean"]["observed"] == 0.0 and "no blank image" in rules["pixel_mean"]["rule"]
+    assert float(rules["pixel_mean"]["observed"]) == 0.0 and "no blank image" in rules["pixel_mean"]["rule"]
     assert "pixel_std" in rules and "in_train_and_test" in rules

@@ -45,7 +45,11 @@ def stats_frame(splits: dict[str, tuple[np.ndarray, np.ndarray]]):
         _, first_index, counts = np.unique(digests, return_index=True, return_counts=True)
         duplicate = np.ones(len(images), dtype=bool)
         duplicate[first_index] = False  # the first of each group is not a duplicate
-        overlap = np.isin(digests, train_digests) if split == "test" else np.zeros(len(images), dtype=bool)
+        if split == "test":
+            seen = {bytes(d) for d in train_digests}
+            overlap = np.fromiter((bytes(d) in seen for d in digests), dtype=bool, count=len(digests))
+        else:
+            overlap = np.zeros(len(images), dtype=bool)
         class_share = np.bincount(labels, minlength=10) / max(len(labels), 1)
         frames.append(pd.DataFrame({
             "split": split,

@@ -56,6 +56,12 @@ class PromotionPolicy(BaseModel):
     def _consistent(self):
         if self.test == "mcnemar" and self.primary_metric not in ("accuracy", "test_accuracy"):
             raise ValueError(f"test 'mcnemar' only judges accuracy, not {self.primary_metric!r}")
+        if self.primary_metric not in METRICS:
+            raise ValueError(f"primary_metric {self.primary_metric!r} cannot be recomputed from predictions "
+                             f"(known: {sorted(METRICS)})")
+        expected = "maximize" if self.primary_metric.endswith("accuracy") else "minimize"
+        if self.direction != expected:
+            raise ValueError(f"{self.primary_metric!r} must be {expected}d, not {self.direction}d")
         return self
 
 
@@ -205,7 +211,8 @@ def decide(policy: PromotionPolicy, *, quality_verdict: str, n_examples: int, co
     reasons = []
     level = round(policy.confidence * 100)
     broken = [f"guardrail {m}: worse by {g['worse_by']:.4g} > tolerance {g['tolerance']:.4g}"
-              for m, g in comparison.guardrails.items() if g["worse_by"] > g["tolerance"]]
+              for m, g in comparison.guardrails.items()
+              if g["worse_by"] > g["tolerance"] and not math.isclose(g["worse_by"], g["tolerance"], rel_tol=1e-9, abs_tol=1e-12)]
     # the CI is of candidate - champion; "better" means the whole interval lies on the improving side
     if policy.direction == "minimize":
         significant = comparison.ci_high < 0
@@ -240,7 +247,8 @@ def load_policies() -> dict[str, PromotionPolicy]:
         try:
             policies[model] = PromotionPolicy.model_validate({**cfg.policy_defaults, **(spec or {})})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" if e["loc"]
+                                 else e["msg"] for e in exc.errors())
             raise ConfigError(f"{path}: models.{model}: {problems}") from None
     return policies
 

@@ -1,0 +1,592 @@
+"""Promotion decisions: the decision table, the paired statistical tests, and policy loading from YAML.
+
+Everything here is pure (numpy arrays in, dataclasses out); no MLflow. Synthetic paired predictions are built
+so that each row of the decision table is reached on purpose, and every precondition (the candidate really is
+better / worse / barely different on these examples) is asserted before the decision is checked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from retrain import config, promotion, settings
+from retrain.errors import ConfigError
+from retrain.promotion import PromotionPolicy
+
+REGRESSION = {"primary_metric": "test_rmse", "direction": "minimize", "test": "paired_bootstrap",
+              "baseline_metric": "baseline_seasonal_naive_rmse", "min_eval_examples": 48,
+              "guardrails": [{"metric": "test_mae", "direction": "minimize", "tolerance": 0.02}]}
+CLASSIFIER = {"primary_metric": "test_accuracy", "direction": "maximize", "test": "mcnemar",
+              "baseline_metric": "baseline_majority_accuracy", "min_eval_examples": 200}
+
+
+def _reset() -> None:
+    settings.reset_settings()
+    config.load.cache_clear()
+    promotion.load_policies.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches(monkeypatch):
+    """Repo configs unless a test asks for ``config_dir``; no policy cached across tests."""
+    monkeypatch.delenv("RETRAIN_CONFIG_DIR", raising=False)
+    _reset()
+    yield
+    monkeypatch.undo()
+    _reset()
+
+
+def _policy(base: dict, **changes) -> PromotionPolicy:
+    return PromotionPolicy.model_validate({**base, **changes})
+
+
+@pytest.fixture
+def regression_policy() -> PromotionPolicy:
+    return _policy(REGRESSION)
+
+
+@pytest.fixture
+def classifier_policy() -> PromotionPolicy:
+    return _policy(CLASSIFIER)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# synthetic paired data
+
+
+def _regression(n: int, champion_sd: float, candidate_sd: float, seed: int = 0):
+    """Targets and two models' predictions with independent Gaussian errors of the given sizes."""
+    rng = np.random.default_rng(seed)
+    actual = rng.normal(2.0, 1.0, n)
+    return actual, actual + rng.normal(0, candidate_sd, n), actual + rng.normal(0, champion_sd, n)
+
+
+def _labels(n: int, champion_right: np.ndarray, candidate_right: np.ndarray):
+    """10-class labels; a wrong prediction is the next class."""
+    actual = np.arange(n) % 10
+    wrong = (actual + 1) % 10
+    return actual, np.where(candidate_right, actual, wrong), np.where(champion_right, actual, wrong)
+
+
+def _classifier(n_both: int, only_candidate: int, only_champion: int, n_neither: int):
+    """Predictions with exactly these paired-outcome counts (both right, only candidate right, …)."""
+    champion_right = np.array([True] * n_both + [False] * only_candidate + [True] * only_champion + [False] * n_neither)
+    candidate_right = np.array([True] * n_both + [True] * only_candidate + [False] * only_champion + [False] * n_neither)
+    return _labels(len(champion_right), champion_right, candidate_right)
+
+
+def _decide(policy, comparison, *, n=None, verdict="passed", metrics=None, champion=True):
+    return promotion.decide(policy, quality_verdict=verdict, n_examples=comparison.n if n is None else n,
+                            comparison=comparison, candidate_metrics=metrics or {}, champion_exists=champion)
+
+
+def _reasons(decision) -> str:
+    return " | ".join(decision.reasons)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decision table: regression policy (test_rmse, minimize, paired bootstrap, test_mae guardrail)
+
+
+def test_regression_clearly_better_is_promoted(regression_policy):
+    actual, cand, champ = _regression(400, champion_sd=1.0, candidate_sd=0.6)
+    c = promotion.compare(actual, cand, champ, regression_policy)
+    assert c.candidate < c.champion and c.ci_high < 0 and c.improvement > 0.3
+    assert c.guardrails["test_mae"]["worse_by"] < 0
+    d = _decide(regression_policy, c)
+    assert (d.promote, d.outcome) == (True, "promoted"), d.reasons
+    assert d.comparison is c
+    assert "test_rmse: candidate" in d.reasons[0] and "n=400" in d.reasons[0] and "95% CI" in d.reasons[0]
+    assert len(d.reasons) == 1  # only the summary: nothing held it back
+
+
+def test_regression_clearly_worse_is_rejected_as_not_better(regression_policy):
+    actual, cand, champ = _regression(400, champion_sd=0.6, candidate_sd=1.0)
+    c = promotion.compare(actual, cand, champ, regression_policy)
+    assert c.improvement < 0 and c.ci_low > 0
+    d = _decide(regression_policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "not better" in _reasons(d)
+
+
+def test_regression_tiny_difference_on_few_examples_is_within_noise(regression_policy):
+    actual, cand, champ = _regression(60, champion_sd=1.0, candidate_sd=1.0, seed=18)  # same error size
+    c = promotion.compare(actual, cand, champ, regression_policy)
+    assert 0 < c.improvement < 0.05 and c.ci_low < 0 < c.ci_high, c  # better on these examples, but barely
+    assert c.guardrails["test_mae"]["worse_by"] < 0
+    d = _decide(regression_policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "within noise at 95% confidence" in _reasons(d)
+    assert "not better" not in _reasons(d)
+
+
+def test_regression_guardrail_broken_recomputed_from_predictions(regression_policy):
+    # champion: exact on 90% of examples, off by 3 on the rest (RMSE ~0.95, MAE 0.3);
+    # candidate: off by 0.5 everywhere (RMSE 0.5, MAE 0.5): much better RMSE, MAE worse by 0.2
+    n = 500
+    actual = np.linspace(0, 5, n)
+    sign = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    champ = actual + np.where(np.arange(n) % 10 == 0, 3.0 * sign, 0.0)
+    cand = actual + 0.5 * sign
+    c = promotion.compare(actual, cand, champ, regression_policy)
+    assert c.improvement > 0.4 and c.ci_high < 0
+    g = c.guardrails["test_mae"]
+    assert g["candidate"] == pytest.approx(0.5) and g["champion"] == pytest.approx(0.3)
+    assert g["worse_by"] == pytest.approx(0.2) and g["tolerance"] == 0.02
+    d = _decide(regression_policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert any(r.startswith("guardrail test_mae: worse by 0.2 > tolerance 0.02") for r in d.reasons), d.reasons
+
+
+def test_regression_guardrail_values_passed_in_override_recomputation(regression_policy):
+    actual, cand, champ = _regression(400, champion_sd=1.0, candidate_sd=0.6)
+    fine = promotion.compare(actual, cand, champ, regression_policy)
+    assert fine.guardrails["test_mae"]["worse_by"] < 0
+    c = promotion.compare(actual, cand, champ, regression_policy, guardrail_values={"test_mae": (0.40, 0.35)})
+    assert c.guardrails["test_mae"] == {"candidate": 0.40, "champion": 0.35, "worse_by": pytest.approx(0.05), "tolerance": 0.02}
+    d = _decide(regression_policy, c)
+    assert not d.promote and d.outcome == "rejected"
+    assert "guardrail test_mae" in _reasons(d)
+    # within tolerance: promoted
+    ok = promotion.compare(actual, cand, champ, regression_policy, guardrail_values={"test_mae": (0.36, 0.35)})
+    assert _decide(regression_policy, ok).promote
+
+
+def test_maximize_guardrail_worse_means_lower(classifier_policy):
+    policy = _policy(CLASSIFIER, guardrails=[{"metric": "test_macro_f1", "direction": "maximize", "tolerance": 0.01}])
+    actual, cand, champ = _classifier(800, 150, 10, 40)
+    broken = promotion.compare(actual, cand, champ, policy, guardrail_values={"test_macro_f1": (0.80, 0.85)})
+    assert broken.guardrails["test_macro_f1"]["worse_by"] == pytest.approx(0.05)
+    d = _decide(policy, broken)
+    assert not d.promote and "guardrail test_macro_f1: worse by 0.05 > tolerance 0.01" in _reasons(d)
+    higher = promotion.compare(actual, cand, champ, policy, guardrail_values={"test_macro_f1": (0.90, 0.85)})
+    assert higher.guardrails["test_macro_f1"]["worse_by"] == pytest.approx(-0.05)
+    assert _decide(policy, higher).promote
+
+
+def test_guardrail_metric_that_cannot_be_recomputed_needs_values(classifier_policy):
+    policy = _policy(CLASSIFIER, guardrails=[{"metric": "test_macro_f1", "direction": "maximize", "tolerance": 0.01}])
+    actual, cand, champ = _classifier(800, 150, 10, 40)
+    with pytest.raises(ConfigError, match="test_macro_f1"):
+        promotion.compare(actual, cand, champ, policy)
+
+
+def test_regression_too_few_examples_names_the_minimum(regression_policy):
+    actual, cand, champ = _regression(40, champion_sd=1.0, candidate_sd=0.2)  # 40 < 48
+    c = promotion.compare(actual, cand, champ, regression_policy)
+    assert c.ci_high < 0  # clearly better, still rejected
+    d = _decide(regression_policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "evaluation has 40 examples; the policy needs at least 48" in _reasons(d)
+
+
+def test_regression_min_improvement_not_reached(regression_policy):
+    policy = _policy(REGRESSION, min_improvement=0.5)
+    actual, cand, champ = _regression(400, champion_sd=1.0, candidate_sd=0.6)
+    c = promotion.compare(actual, cand, champ, policy)
+    assert 0.3 < c.improvement < 0.5 and c.ci_high < 0  # significant, but smaller than the policy asks
+    d = _decide(policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "below the policy minimum 0.5" in _reasons(d)
+    # the same comparison passes a lower bar
+    assert _decide(_policy(REGRESSION, min_improvement=0.3), c).promote
+
+
+def test_regression_first_model_beating_its_baseline(regression_policy):
+    metrics = {"test_rmse": 0.24, "baseline_seasonal_naive_rmse": 0.86}
+    d = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
+                         candidate_metrics=metrics, champion_exists=False)
+    assert (d.promote, d.outcome) == (True, "first_model")
+    assert "beats the naive baseline" in _reasons(d) and d.comparison is None
+    assert d.as_dict()["comparison"] is None
+
+
+def test_regression_first_model_not_beating_its_baseline(regression_policy):
+    metrics = {"test_rmse": 0.9, "baseline_seasonal_naive_rmse": 0.86}
+    d = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
+                         candidate_metrics=metrics, champion_exists=False)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "does not beat the naive baseline" in _reasons(d)
+    tie = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
+                           candidate_metrics={"test_rmse": 0.86, "baseline_seasonal_naive_rmse": 0.86}, champion_exists=False)
+    assert not tie.promote, "a tie with the naive baseline is not beating it"
+
+
+def test_first_model_lacking_the_metrics_is_rejected(regression_policy):
+    for metrics in ({"test_rmse": 0.2}, {"baseline_seasonal_naive_rmse": 0.8}, {}):
+        d = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
+                             candidate_metrics=metrics, champion_exists=False)
+        assert (d.promote, d.outcome) == (False, "rejected") and "first model: run lacks" in _reasons(d), metrics
+
+
+def test_first_model_without_baseline_metric_in_policy():
+    policy = _policy(REGRESSION, baseline_metric=None)
+    d = promotion.decide(policy, quality_verdict="passed", n_examples=168, comparison=None,
+                         candidate_metrics={"test_rmse": 5.0}, champion_exists=False)
+    assert (d.promote, d.outcome) == (True, "first_model")
+
+
+def test_champion_missing_is_judged_as_first_model_even_with_a_comparison(regression_policy):
+    # e.g. the alias was deleted: a (stale) comparison saying "worse" must not matter, only the baseline
+    actual, cand, champ = _regression(400, champion_sd=0.6, candidate_sd=1.0)
+    c = promotion.compare(actual, cand, champ, regression_policy)
+    assert c.improvement < 0
+    metrics = {"test_rmse": 0.3, "baseline_seasonal_naive_rmse": 0.8}
+    d = _decide(regression_policy, c, metrics=metrics, champion=False)
+    assert (d.promote, d.outcome) == (True, "first_model")
+    d = _decide(regression_policy, c, metrics={"test_rmse": 0.9, "baseline_seasonal_naive_rmse": 0.8}, champion=False)
+    assert (d.promote, d.outcome) == (False, "rejected")
+
+
+@pytest.mark.parametrize("verdict", ["failed", "unknown", "warned", ""])
+def test_quality_gate_not_passed_is_rejected_regardless_of_metrics(regression_policy, verdict):
+    actual, cand, champ = _regression(400, champion_sd=1.0, candidate_sd=0.3)
+    c = promotion.compare(actual, cand, champ, regression_policy)
+    assert c.ci_high < 0
+    d = _decide(regression_policy, c, verdict=verdict)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert d.reasons == [f"quality gate verdict is {verdict!r}; only data that passed is promoted"]
+    first = promotion.decide(regression_policy, quality_verdict=verdict, n_examples=400, comparison=None,
+                             candidate_metrics={"test_rmse": 0.1, "baseline_seasonal_naive_rmse": 0.9}, champion_exists=False)
+    assert (first.promote, first.outcome) == (False, "rejected"), "a first model is gated too"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decision table: classifier policy (test_accuracy, maximize, McNemar)
+
+
+def test_classifier_clearly_better_is_promoted(classifier_policy):
+    actual, cand, champ = _classifier(820, 120, 20, 40)
+    c = promotion.compare(actual, cand, champ, classifier_policy)
+    assert c.candidate == pytest.approx(0.94) and c.champion == pytest.approx(0.84) and c.delta == pytest.approx(0.10)
+    assert c.extra == {"candidate_only_right": 120, "champion_only_right": 20, "both_right": 820, "both_wrong": 40}
+    assert c.p_value < 1e-6 and c.ci_low > 0 and c.test == "mcnemar"
+    d = _decide(classifier_policy, c)
+    assert (d.promote, d.outcome) == (True, "promoted"), d.reasons
+    assert "test_accuracy: candidate 0.94 vs champion 0.84" in d.reasons[0]
+
+
+def test_classifier_clearly_worse_is_rejected_as_not_better(classifier_policy):
+    actual, cand, champ = _classifier(820, 20, 120, 40)
+    c = promotion.compare(actual, cand, champ, classifier_policy)
+    assert c.improvement == pytest.approx(-0.10) and c.p_value < 1e-6  # significant, the wrong way
+    d = _decide(classifier_policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "not better" in _reasons(d)
+
+
+def test_classifier_equal_accuracy_is_not_better(classifier_policy):
+    actual, cand, champ = _classifier(900, 30, 30, 40)
+    c = promotion.compare(actual, cand, champ, classifier_policy)
+    assert c.delta == 0 and c.improvement == 0
+    d = _decide(classifier_policy, c)
+    assert not d.promote and "not better" in _reasons(d)
+
+
+def test_classifier_tiny_difference_is_within_noise(classifier_policy):
+    actual, cand, champ = _classifier(270, 6, 3, 21)  # n=300, +1 point, 9 discordant pairs
+    c = promotion.compare(actual, cand, champ, classifier_policy)
+    assert c.improvement == pytest.approx(0.01)
+    assert c.p_value == pytest.approx(binomtest(6, 9, 0.5).pvalue) and c.p_value > 0.5
+    d = _decide(classifier_policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "within noise at 95% confidence" in _reasons(d)
+
+
+def test_classifier_mcnemar_must_agree_with_the_bootstrap(classifier_policy):
+    # b=15, c=5: McNemar p=0.041 < 0.05; both tests must say "significant" for a promotion
+    actual, cand, champ = _classifier(950, 15, 5, 30)
+    c = promotion.compare(actual, cand, champ, classifier_policy)
+    assert c.p_value == pytest.approx(0.0414, abs=1e-4)
+    d = _decide(classifier_policy, c)
+    assert d.promote == (c.ci_low > 0), (c, d.reasons)
+    # McNemar not significant even if a CI had been: rejected
+    not_sig = promotion.Comparison(**{**c.as_dict(), "p_value": 0.2, "ci_low": 0.001})
+    assert not _decide(classifier_policy, not_sig).promote
+
+
+def test_classifier_too_few_examples_names_the_minimum(classifier_policy):
+    actual, cand, champ = _classifier(100, 60, 0, 20)  # n=180 < 200, hugely better
+    c = promotion.compare(actual, cand, champ, classifier_policy)
+    assert c.p_value < 1e-10
+    d = _decide(classifier_policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "evaluation has 180 examples; the policy needs at least 200" in _reasons(d)
+
+
+def test_classifier_first_model(classifier_policy):
+    good = promotion.decide(classifier_policy, quality_verdict="passed", n_examples=1000, comparison=None,
+                            candidate_metrics={"test_accuracy": 0.97, "baseline_majority_accuracy": 0.11},
+                            champion_exists=False)
+    assert (good.promote, good.outcome) == (True, "first_model")
+    bad = promotion.decide(classifier_policy, quality_verdict="passed", n_examples=1000, comparison=None,
+                           candidate_metrics={"test_accuracy": 0.10, "baseline_majority_accuracy": 0.11},
+                           champion_exists=False)
+    assert (bad.promote, bad.outcome) == (False, "rejected") and "does not beat" in _reasons(bad)
+
+
+def test_classifier_min_improvement_not_reached():
+    policy = _policy(CLASSIFIER, min_improvement=0.15)
+    actual, cand, champ = _classifier(820, 120, 20, 40)  # +10 points, highly significant
+    c = promotion.compare(actual, cand, champ, policy)
+    d = _decide(policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "below the policy minimum 0.15" in _reasons(d)
+
+
+def test_decision_as_dict_is_plain(classifier_policy):
+    actual, cand, champ = _classifier(820, 120, 20, 40)
+    d = _decide(classifier_policy, promotion.compare(actual, cand, champ, classifier_policy))
+    out = d.as_dict()
+    assert out["promote"] is True and out["outcome"] == "promoted"
+    assert out["comparison"]["extra"]["candidate_only_right"] == 120 and out["comparison"]["n"] == 1000
+
+
+# ---------------------------------------------------------------------------------------------------------
+# statistical tests against known cases
+
+
+@pytest.mark.parametrize("b, c", [(15, 5), (5, 15), (1, 0), (10, 10), (30, 12), (0, 7)])
+def test_mcnemar_is_the_exact_two_sided_binomial_test(b, c):
+    actual, cand, champ = _classifier(200, b, c, 20)
+    p, counts = promotion.mcnemar(actual, cand, champ)
+    assert counts == {"candidate_only_right": b, "champion_only_right": c, "both_right": 200, "both_wrong": 20}
+    assert p == pytest.approx(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue, rel=1e-12)
+
+
+def test_mcnemar_known_value():
+    actual, cand, champ = _classifier(500, 15, 5, 10)
+    p, _ = promotion.mcnemar(actual, cand, champ)
+    exact = 2 * sum(math.comb(20, k) for k in range(6)) / 2**20  # 2 * P(X <= 5), X ~ Bin(20, 1/2)
+    assert p == pytest.approx(exact, rel=1e-12) and p == pytest.approx(0.0414, abs=1e-4)
+
+
+def test_mcnemar_without_discordant_pairs_is_one(classifier_policy):
+    actual, cand, champ = _classifier(300, 0, 0, 20)
+    p, counts = promotion.mcnemar(actual, cand, champ)
+    assert p == 1.0 and counts["candidate_only_right"] == counts["champion_only_right"] == 0
+    c = promotion.compare(actual, cand, champ, classifier_policy)
+    assert c.p_value == 1.0 and c.ci_low == c.ci_high == 0.0
+    assert not _decide(classifier_policy, c).promote
+
+
+def test_mcnemar_only_discordance_matters_not_which_wrong_label():
+    # a wrong prediction with a different wrong class is still just "wrong"
+    actual, cand, champ = _classifier(100, 10, 2, 30)
+    champ = champ.copy()
+    champ[~(champ == actual)] = (actual[~(champ == actual)] + 5) % 10
+    p, counts = promotion.mcnemar(actual, cand, champ)
+    assert counts["candidate_only_right"] == 10 and counts["champion_only_right"] == 2
+    assert counts["both_wrong"] == 30
+
+
+def _mae_policy(**changes) -> PromotionPolicy:
+    return _policy({"primary_metric": "test_mae", "direction": "minimize"}, **changes)
+
+
+def test_paired_bootstrap_ci_contains_the_difference_and_matches_normal_theory():
+    # absolute errors: champion exactly 1 everywhere; candidate 1 + d_i with d_i symmetric around -0.05,
+    # so the MAE difference on these examples is exactly -0.05
+    n = 2000
+    rng = np.random.default_rng(7)
+    u = rng.uniform(0, 0.5, n // 2)
+    d = -0.05 + np.concatenate([u, -u])
+    actual = np.zeros(n)
+    champ = np.ones(n)
+    cand = 1 + d
+    assert np.all(cand > 0)
+    c = promotion.compare(actual, cand, champ, _mae_policy())
+    assert c.delta == pytest.approx(-0.05, abs=1e-12)
+    assert c.ci_low < -0.05 < c.ci_high
+    half_width = 1.959964 * d.std(ddof=1) / math.sqrt(n)
+    assert (c.ci_high - c.ci_low) / 2 == pytest.approx(half_width, rel=0.1)
+    assert c.ci_high < 0 and c.p_value < 0.01  # a large effect for this n: the CI excludes 0
+
+
+def test_paired_bootstrap_large_effect_excludes_zero_with_p_zero():
+    actual, cand, champ = _regression(500, champion_sd=1.0, candidate_sd=0.5)
+    low, high, p = promotion.paired_bootstrap(actual, cand, champ, promotion.metric_function("test_rmse"),
+                                              samples=2000, confidence=0.95, seed=1)
+    true = 0.5 - 1.0  # population RMSE difference
+    assert low < high < 0 and p == 0.0
+    assert low - 0.1 < true < high + 0.1  # the sample's RMSEs are close to 0.5 and 1.0
+
+
+def test_paired_bootstrap_no_difference_has_p_one():
+    actual, _, champ = _regression(100, champion_sd=1.0, candidate_sd=1.0)
+    low, high, p = promotion.paired_bootstrap(actual, champ.copy(), champ, promotion.metric_function("rmse"),
+                                              samples=500, confidence=0.95, seed=1)
+    assert (low, high, p) == (0.0, 0.0, 1.0)
+
+
+def test_paired_bootstrap_coverage_is_close_to_nominal():
+    # 300 datasets with known mean paired difference 0.1 in absolute error: the 90% CI must cover it ~90%
+    policy = _mae_policy(bootstrap_samples=200, confidence=0.9)
+    rng = np.random.default_rng(11)
+    covered = 0
+    trials = 300
+    for _ in range(trials):
+        n = 80
+        champ_err = rng.uniform(1, 2, n)
+        cand_err = champ_err + 0.1 + rng.normal(0, 0.3, n)
+        c = promotion.compare(np.zeros(n), cand_err, champ_err, policy)
+        covered += c.ci_low <= 0.1 <= c.ci_high
+    assert 0.84 <= covered / trials <= 0.96, covered / trials
+
+
+def test_comparison_is_reproducible(regression_policy, classifier_policy):
+    for policy, data in ((regression_policy, _regression(300, 1.0, 0.95, seed=5)),
+                         (classifier_policy, _classifier(800, 25, 12, 40))):
+        first = promotion.compare(*data, policy)
+        again = promotion.compare(*(np.array(a, copy=True) for a in data), _policy(policy.model_dump()))
+        assert first == again
+        assert first.as_dict() == again.as_dict()
+        for name in first.__dataclass_fields__:
+            assert getattr(first, name) == getattr(again, name), name
+        other_seed = promotion.compare(*data, _policy(policy.model_dump(), seed=policy.seed + 1))
+        assert (other_seed.ci_low, other_seed.ci_high) != (first.ci_low, first.ci_high), "the seed drives the bootstrap"
+        assert other_seed.delta == first.delta
+
+
+def test_compare_accepts_lists_and_rejects_unequal_lengths(regression_policy):
+    c = promotion.compare([1.0, 2.0, 3.0], [1.1, 2.1, 2.9], [1.5, 2.5, 3.5], regression_policy)
+    assert c.n == 3 and c.improvement > 0
+    with pytest.raises(ValueError, match="equal lengths"):
+        promotion.compare([1.0, 2.0], [1.0], [1.0, 2.0], regression_policy)
+
+
+def test_unknown_primary_metric_cannot_be_recomputed():
+    with pytest.raises(ConfigError, match="test_r2"):
+        promotion.metric_function("test_r2")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# policy loading
+
+
+def test_repo_policies_load():
+    policies = promotion.load_policies()
+    assert set(policies) == {"household_power_lgbm", "mnist_cnn", "cifar10_cnn", "ticks_direction_lgbm"}
+    power = policies["household_power_lgbm"]
+    assert (power.primary_metric, power.direction, power.test) == ("test_rmse", "minimize", "paired_bootstrap")
+    assert power.min_eval_examples == 48 and power.baseline_metric == "baseline_seasonal_naive_rmse"
+    assert [(g.metric, g.direction, g.tolerance) for g in power.guardrails] == [("test_mae", "minimize", 0.02)]
+    for name in ("mnist_cnn", "cifar10_cnn", "ticks_direction_lgbm"):
+        p = policies[name]
+        assert (p.primary_metric, p.direction, p.test, p.min_eval_examples) == ("test_accuracy", "maximize", "mcnemar", 200)
+    assert policies["cifar10_cnn"].require_approval and not policies["mnist_cnn"].require_approval
+    for p in policies.values():  # policy_defaults merged under each
+        assert (p.confidence, p.bootstrap_samples) == (0.95, 2000)
+    assert promotion.load_policies() is policies, "loaded once, then cached"
+    assert promotion.policy_for("mnist_cnn") is policies["mnist_cnn"]
+
+
+def test_policy_for_unknown_model():
+    with pytest.raises(ConfigError, match="no policy for model 'nope'"):
+        promotion.policy_for("nope")
+
+
+def test_policy_is_frozen():
+    with pytest.raises(Exception):
+        promotion.policy_for("mnist_cnn").confidence = 0.5  # type: ignore[misc]
+
+
+def _edit_model(model: str, **values):
+    def change(raw):
+        raw["models"][model].update(values)
+
+    return change
+
+
+def test_edited_config_dir_is_used(edit_config):
+    edit_config("promotion", _edit_model("mnist_cnn", min_eval_examples=999))
+    promotion.load_policies.cache_clear()
+    assert promotion.policy_for("mnist_cnn").min_eval_examples == 999
+
+
+def test_unknown_key_in_a_model_policy_names_model_and_key(edit_config):
+    file = edit_config("promotion", _edit_model("mnist_cnn", min_eval_exampels=300))
+    promotion.load_policies.cache_clear()
+    with pytest.raises(ConfigError) as info:
+        promotion.load_policies()
+    message = str(info.value)
+    assert message.startswith(f"{file}: models.mnist_cnn: "), message
+    assert "min_eval_exampels" in message and "Extra inputs" in message, message
+
+
+def test_unknown_key_in_a_guardrail_names_model(edit_config):
+    edit_config("promotion", _edit_model("household_power_lgbm",
+                                         guardrails=[{"metric": "test_mae", "direction": "minimize", "tolerence": 0.1}]))
+    promotion.load_policies.cache_clear()
+    with pytest.raises(ConfigError, match=r"models\.household_power_lgbm: .*guardrails\.0\.") as info:
+        promotion.load_policies()
+    assert "tolerence" in str(info.value)
+
+
+IMPOSSIBLE = {
+    "confidence-above-one": ("mnist_cnn", {"confidence": 1.5}, "confidence", "1.5"),
+    "confidence-one": ("mnist_cnn", {"confidence": 1.0}, "confidence", "1.0"),
+    "bootstrap-samples-10": ("household_power_lgbm", {"bootstrap_samples": 10}, "bootstrap_samples", "10"),
+    "min-eval-examples-0": ("ticks_direction_lgbm", {"min_eval_examples": 0}, "min_eval_examples", "0"),
+    "mcnemar-on-rmse": ("household_power_lgbm", {"test": "mcnemar"}, "mcnemar", "test_rmse"),
+    "negative-min-improvement": ("household_power_lgbm", {"min_improvement": -0.1}, "min_improvement", "-0.1"),
+    "unknown-direction": ("cifar10_cnn", {"direction": "up"}, "direction", "'up'"),
+    "unknown-test": ("cifar10_cnn", {"test": "t_test"}, "test", "'t_test'"),
+    "negative-guardrail-tolerance": ("household_power_lgbm",
+                                     {"guardrails": [{"metric": "test_mae", "direction": "minimize", "tolerance": -1}]},
+                                     "tolerance", "-1"),
+}
+
+
+@pytest.mark.parametrize("model, values, key, observed", list(IMPOSSIBLE.values()), ids=list(IMPOSSIBLE))
+def test_impossible_policy_is_a_config_error(edit_config, model, values, key, observed):
+    file = edit_config("promotion", _edit_model(model, **values))
+    promotion.load_policies.cache_clear()
+    with pytest.raises(ConfigError) as info:
+        promotion.load_policies()
+    message = str(info.value)
+    assert message.startswith(f"{file}: models.{model}: "), message
+    assert key in message and observed in message, message
+
+
+def test_impossible_policy_default_names_a_model(edit_config):
+    def change(raw):
+        raw["policy_defaults"]["confidence"] = 1.5
+
+    edit_config("promotion", change)
+    promotion.load_policies.cache_clear()
+    with pytest.raises(ConfigError, match=r"models\.\w+: confidence: .*1\.5"):
+        promotion.load_policies()
+
+
+def test_unknown_top_level_key_in_promotion_yaml(edit_config):
+    def change(raw):
+        raw["policy_default"] = {}
+
+    edit_config("promotion", change)
+    promotion.load_policies.cache_clear()
+    with pytest.raises(ConfigError, match="policy_default"):
+        promotion.load_policies()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# edge cases: a guardrail at exactly its tolerance; policies that could not be judged
+
+
+def test_guardrail_worse_by_exactly_the_tolerance_is_allowed(regression_policy):
+    actual, cand, champ = _regression(400, champion_sd=1.0, candidate_sd=0.6)
+    c = promotion.compare(actual, cand, champ, regression_policy, guardrail_values={"test_mae": (0.52, 0.50)})
+    assert _decide(regression_policy, c).promote, c.guardrails
+
+
+@pytest.mark.parametrize("values", [{"primary_metric": "test_rmes"}, {"direction": "maximize"}],
+                         ids=["unknown-primary-metric", "rmse-maximized"])
+def test_primary_metric_that_cannot_be_judged_is_a_config_error(edit_config, values):
+    edit_config("promotion", _edit_model("household_power_lgbm", **values))
+    promotion.load_policies.cache_clear()
+    with pytest.raises(ConfigError, match=r"models\.household_power_lgbm"):
+        promotion.load_policies()

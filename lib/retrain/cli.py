@@ -159,6 +159,15 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_backfill(args) -> int:
+    from retrain import stack
+
+    result = stack.backfill_ticks(args.start, args.end, max_active_runs=args.max_active_runs)
+    failed = result["states"].get("failed", 0)
+    print(f"done: {len(result['partitions'])} partitions, {failed} failed")
+    return 1 if failed else 0
+
+
 def cmd_demo(args) -> int:
     from retrain import demo
 
@@ -216,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["household_power"])
     p.add_argument("version")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("backfill", help="rebuild a range of tick partitions on the running stack")
+    p.add_argument("dataset", choices=["ticks"])
+    p.add_argument("start", help="first partition, YYYY-MM-DD")
+    p.add_argument("end", help="last partition, YYYY-MM-DD")
+    p.add_argument("--max-active-runs", type=int, default=3)
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("rollback", help="move a model's champion alias back to previous_champion")
     p.add_argument("model", help="registered model name, e.g. household_power_lgbm")

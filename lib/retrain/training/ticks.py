@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import Field, model_validator
 
-from retrain.config import Strict
+from retrain.config import TickLightGBM, TickTrainingConfig  # noqa: F401  (defined with the other configs)
 from retrain.data import ticks as tick_data
 from retrain.errors import DataQualityError
 
@@ -45,46 +44,6 @@ DATASET = "ticks"
 BAR_COLUMNS = ["open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "ticks", "spread_bps"]
 # identifiers, the label and the baselines' inputs: everything in a prepared frame that is not a model input
 NOT_FEATURES = ["symbol", "partition", "bar_start", "label", "next_return", "persistence"]
-
-
-class TickLightGBM(Strict):
-    num_leaves: int = Field(15, ge=2)
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    n_estimators: int = Field(300, ge=1)
-    early_stopping_rounds: int = Field(30, ge=1)
-    min_data_in_leaf: int = Field(50, ge=1)
-    feature_fraction: float = Field(0.9, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_freq: int = Field(1, ge=0)
-    lambda_l2: float = Field(1.0, ge=0)
-    # One thread: a window is a few thousand to a few hundred thousand bars, where OpenMP threads cost more
-    # than they save, and backfills run several windows side by side on the same CPU worker (0: all cores).
-    num_threads: int = Field(1, ge=0)
-
-
-class TickTrainingConfig(Strict):
-    """Settings of the tick direction model (one per dataset of the ``time_series_training`` workload)."""
-
-    model: str = "ticks_direction_lgbm"
-    symbols: list[str] = Field(default_factory=lambda: list(tick_data.DEFAULT_SYMBOLS), min_length=1)
-    window_partitions: int = Field(5, ge=2)  # K: K-1 training days, then the test day
-    bar_seconds: int = Field(60, ge=1, le=3600)
-    return_lags: int = Field(3, ge=1)
-    rolling_bars: list[int] = Field(default_factory=lambda: [5, 15, 30])
-    valid_fraction: float = Field(0.2, gt=0, lt=0.5)
-    min_train_examples: int = Field(200, ge=1)
-    seed: int = 42
-    lightgbm: TickLightGBM = Field(default_factory=TickLightGBM)
-
-    @model_validator(mode="after")
-    def _check(self):
-        if 86_400 % self.bar_seconds:
-            raise ValueError(f"bar_seconds must divide a day (86400 s), got {self.bar_seconds}")
-        if any(w < 2 for w in self.rolling_bars):
-            raise ValueError(f"rolling_bars must be at least 2, got {self.rolling_bars}")
-        if len(set(self.symbols)) != len(self.symbols):
-            raise ValueError(f"symbols must be distinct, got {self.symbols}")
-        return self
 
 
 def window(partitions: list[str], end: str, cfg: TickTrainingConfig) -> list[str]:

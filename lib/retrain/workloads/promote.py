@@ -38,11 +38,24 @@ def _image_eval_set(run) -> tuple[Any, np.ndarray]:
     return images.evaluation_set(run)
 
 
+def _ticks_eval_set(run) -> tuple[Any, np.ndarray]:
+    frame = _artifact_frame(run.info.run_id, "evaluation/test_features.parquet")
+    return frame.drop(columns=["label"]), frame["label"].to_numpy()
+
+
+def _up_or_down(probability: np.ndarray) -> np.ndarray:
+    return (probability >= 0.5).astype(np.int64)
+
+
+# registered model -> how its raw model output becomes the predicted label
+POSTPROCESS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"ticks_direction_lgbm": _up_or_down}
+
 # registered model -> loader of the candidate's held-out examples (inputs, targets)
 EVALUATION_SETS: dict[str, Callable[[Any], tuple[Any, np.ndarray]]] = {
     "household_power_lgbm": _tabular_eval_set,
     "mnist_cnn": _image_eval_set,
     "cifar10_cnn": _image_eval_set,
+    "ticks_direction_lgbm": _ticks_eval_set,
 }
 
 
@@ -97,23 +110,35 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
     if model not in EVALUATION_SETS:
         raise PromotionError(f"no evaluation set loader for model {model!r}")
     inputs, actual = EVALUATION_SETS[model](run)
-    candidate_pred = _predict(event["model_uri"], inputs)
+    postprocess = POSTPROCESS.get(model, lambda output: output)
+    candidate_pred = postprocess(_predict(event["model_uri"], inputs))
+    window_end = data.get("window_end")
 
     for _ in range(MAX_ATTEMPTS):
         champion = registry.alias_version(model, registry.CHAMPION)
         comparison = None
+        champion_window = champion.tags.get("data.window_end") if champion is not None else None
+        if window_end and champion_window and window_end < champion_window:
+            summary = {"outcome": "rejected", "promote": False, "comparison": None, "model": model,
+                       "candidate_run_id": run_id, "compared_champion": champion.version,
+                       "data_version": data.get("version"), "data_sha256": data.get("sha256"),
+                       "reasons": [f"trained on a window ending {window_end}, older than the champion's "
+                                   f"({champion_window}); stale windows are never promoted (backfill policy)"]}
+            _log_comparison(run_id, summary, policy)
+            return _record(run, model, summary, event, coordinates)
         if champion is not None and champion.run_id == run_id:
             return _record(run, model, {"outcome": "promoted", "promote": True, "version": champion.version,
                                         "reasons": ["already the champion"]}, event, coordinates)
         if champion is not None:
-            champion_pred = _predict(f"models:/{model}/{champion.version}", inputs)
+            champion_pred = postprocess(_predict(f"models:/{model}/{champion.version}", inputs))
             comparison = promotion.compare(actual, candidate_pred, champion_pred, policy)
         decision = promotion.decide(policy, quality_verdict=run.data.tags.get("quality.verdict", "unknown"),
                                     n_examples=len(actual), comparison=comparison,
                                     candidate_metrics=run.data.metrics, champion_exists=champion is not None)
         summary = decision.as_dict() | {"model": model, "candidate_run_id": run_id,
                                         "compared_champion": champion.version if champion else None,
-                                        "data_version": data.get("version"), "data_sha256": data.get("sha256")}
+                                        "data_version": data.get("version"), "data_sha256": data.get("sha256"),
+                                        "window_end": window_end}
         _log_comparison(run_id, summary, policy)
         if not decision.promote:
             return _record(run, model, summary, event, coordinates)
@@ -182,6 +207,7 @@ def _version_tags(summary: dict, run, coordinates: Mapping[str, Any]) -> dict[st
         "previous_champion_version": str(summary.get("compared_champion") or ""),
         "data.version": str(summary.get("data_version") or ""),
         "data.sha256": str(summary.get("data_sha256") or ""),
+        "data.window_end": str(summary.get("window_end") or ""),
         "quality.verdict": run.data.tags.get("quality.verdict", "unknown"),
         "airflow.dag_id": str(coordinates.get("dag_id", "")),
         "airflow.run_id": str(coordinates.get("run_id", "")),

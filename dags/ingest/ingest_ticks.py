@@ -1,0 +1,61 @@
+"""
+### ingest_ticks
+
+**Trigger:** a daily partition timetable: the run at 01:00 UTC owns the previous UTC day's partition key
+(`YYYY-MM-DD`). `airflow backfill create --dag-id ingest_ticks --from-date … --to-date …` (or
+`retrain backfill ticks FROM TO`) rebuilds exactly a range of partitions, at most `max_active_runs` at a time.
+
+**Steps:** wait, deferred in the triggerer, for `landing/ticks/date=<key>/` (CSV or parquet files; a partition
+that never lands times out with a clear message and fails only its own run) → normalise into sorted
+hive-style parquet `curated/ticks/date=<key>/` with a manifest, replacing an earlier build atomically.
+
+**Produces:** a `ticks` asset event for that partition (partition key set), only when its content changed.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.sensors.filesystem import FileSensor
+from airflow.sdk import DAG, CronPartitionTimetable, Param, task
+
+from retrain import config, orchestration
+
+TICKS = orchestration.data_asset("ticks")
+ingest_cfg = config.load("ingest")
+wait_hours = config.load("time_series_training").partition_wait_hours
+
+with DAG(
+    dag_id="ingest_ticks",
+    schedule=CronPartitionTimetable("0 1 * * *", timezone="UTC", run_offset=-1, key_format="%Y-%m-%d"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    doc_md=__doc__,
+    params={"workload": "ingest", "partition": Param(None, type=["null", "string"], description="Manual run: YYYY-MM-DD")},
+    **(orchestration.dag_kwargs("ingest") | {"max_active_runs": 3}),
+):
+    wait_for_partition = FileSensor(
+        task_id="wait_for_partition",
+        doc="Waits for landing/ticks/date=<partition key>/.",
+        fs_conn_id="retrain_landing",
+        filepath="ticks/date={{ dag_run.partition_key or params.partition }}/*",
+        deferrable=True,
+        poke_interval=ingest_cfg.poke_interval_seconds,
+        timeout=int(wait_hours * 3600),
+    )
+
+    @task(outlets=[TICKS])
+    @orchestration.permanent_errors_fail_fast
+    def ingest_partition(*, dag_run=None, params=None, outlet_events=None, run_id=None) -> dict:
+        """The partition's snapshot; a `ticks` event when its content changed."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from retrain.ingest import ticks
+
+        partition = dag_run.partition_key or params["partition"]
+        result = ticks.ingest_partition(partition, run_id)
+        if not result.emits_event:
+            raise AirflowSkipException(f"partition {partition} unchanged (snapshot {result.snapshot.version}); no event")
+        extra = result.snapshot.event_extra()
+        outlet_events[TICKS].extra = extra
+        return extra
+
+    wait_for_partition >> ingest_partition()

@@ -1,8 +1,9 @@
 """
 ### promote_models
 
-**Trigger:** any candidate-model asset event (`<model>.candidate`). Runs one at a time, so two promotions
-of the same model never interleave. A manual run may name a candidate with the `candidate_run_id` param.
+**Trigger:** any candidate-model asset event (`<model>.candidate`); `promote_partitioned_models` does the
+same for candidates of partition-aware training (ticks), whose events carry a partition key. Each runs one
+at a time, so two promotions of the same model never interleave. A manual run may name a candidate with the `candidate_run_id` param.
 
 **Per candidate (mapped):** load the candidate run and the current `champion`, score both on the candidate's
 held-out examples (paired), decide by the model's policy in `configs/promotion.yaml` (primary metric,
@@ -25,31 +26,27 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import DAG, AssetAlias, Param, task
+from airflow.sdk import DAG, AssetAlias, Param, PartitionedAssetTimetable, task
 
 from retrain import assets, config, orchestration
 
-CANDIDATES = [orchestration.candidate_asset(model) for model in assets.MODELS]
+# Candidates of partition-aware training DAGs carry their run's partition key, and partitioned events only
+# trigger partition-aware DAGs: those models get their own promotion DAG, with the same tasks.
+PARTITIONED = {"ticks_direction_lgbm"}
+CANDIDATES = [orchestration.candidate_asset(model) for model in assets.MODELS if model not in PARTITIONED]
+PARTITIONED_CANDIDATES = [orchestration.candidate_asset(model) for model in sorted(PARTITIONED)]
 CHAMPIONS = AssetAlias(name=orchestration.CHAMPIONS_ALIAS, group="model")
 approval_timeout = timedelta(hours=config.load("promotion").policy_defaults.get("approval_timeout_hours", 24))
 
-with DAG(
-    dag_id="promote_models",
-    schedule=functools.reduce(operator.or_, CANDIDATES),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    doc_md=__doc__,
-    params={
-        "workload": "promotion",
-        "candidate_run_id": Param(None, type=["null", "string"], description="MLflow run of a candidate to judge"),
-    },
-    **orchestration.dag_kwargs("promotion"),
-):
 
-    @task(inlets=CANDIDATES)
+def promotion_tasks(candidates: list) -> None:
+    """collect -> judge (mapped) -> review requests -> ApprovalOperator (mapped) for challengers."""
+
+    @task(inlets=candidates)
     @orchestration.permanent_errors_fail_fast
     def collect_candidates(**context) -> list[dict]:
         """The candidate events this run judges."""
-        return orchestration.candidate_events(context)
+        return orchestration.candidate_events(context, candidates)
 
     @task(outlets=[CHAMPIONS])
     @orchestration.permanent_errors_fail_fast
@@ -85,3 +82,22 @@ with DAG(
         outlets=[CHAMPIONS],
         post_execute=orchestration.apply_review,
     ).expand_kwargs(review_requests(judge.expand(event=collect_candidates())))
+
+
+for dag_id, schedule, candidates in (
+    ("promote_models", functools.reduce(operator.or_, CANDIDATES), CANDIDATES),
+    ("promote_partitioned_models", PartitionedAssetTimetable(assets=functools.reduce(operator.or_, PARTITIONED_CANDIDATES)),
+     PARTITIONED_CANDIDATES),
+):
+    with DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        doc_md=__doc__,
+        params={
+            "workload": "promotion",
+            "candidate_run_id": Param(None, type=["null", "string"], description="MLflow run of a candidate to judge"),
+        },
+        **orchestration.dag_kwargs("promotion"),
+    ):
+        promotion_tasks(candidates)

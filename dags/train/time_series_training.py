@@ -38,7 +38,7 @@ with DAG(
     **orchestration.dag_kwargs(WORKLOAD),
 ):
 
-    @task(retries=0)
+    @task
     def resolve_window(*, dag_run=None, params=None) -> dict:
         """The window of partitions to train on; skips the run when the backfill policy says so."""
         from airflow.sdk.exceptions import AirflowSkipException

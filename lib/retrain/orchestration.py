@@ -169,13 +169,15 @@ def image_events(context: Mapping[str, Any], datasets: tuple[str, ...]) -> list[
     return data_events(context, dataset)[-1:]
 
 
-def candidate_events(context: Mapping[str, Any]) -> list[dict]:
-    """Candidate-model events this run judges, oldest first: the triggering ones, else the ``run_id`` param's."""
+def candidate_events(context: Mapping[str, Any], candidates: list[Asset] | None = None) -> list[dict]:
+    """Candidate-model events this run judges, oldest first: the triggering ones, else the ``run_id`` param's,
+    else the latest event of the ``candidates`` assets (the task's inlets)."""
+    candidates = candidates or [candidate_asset(model) for model in assets.MODELS]
     triggering = context.get("triggering_asset_events") or {}
     events = []
-    for model in assets.MODELS:
+    for asset in candidates:
         try:
-            events += list(triggering[candidate_asset(model)])
+            events += list(triggering[asset])
         except KeyError:
             continue
     if events:
@@ -188,8 +190,8 @@ def candidate_events(context: Mapping[str, Any]) -> list[dict]:
         return [json.loads(run.data.tags["retrain.candidate_event"])]
     inlet_events = context.get("inlet_events")
     latest = []
-    for model in assets.MODELS:
-        history = list(inlet_events[candidate_asset(model)]) if inlet_events is not None else []
+    for asset in candidates:
+        history = list(inlet_events[asset]) if inlet_events is not None else []
         if history:
             latest.append(history[-1])
     if not latest:

@@ -299,20 +299,23 @@ def backfill_ticks(start: str, end: str, *, max_active_runs: int = 3, timeout: f
         echo(f"no landed or archived files for {missing}: those runs will wait for data, then time out")
     api = AirflowApi()
     before = {r["dag_run_id"] for r in api.runs("ingest_ticks")}
-    # ingest_ticks runs at 01:00 UTC for the previous day's partition (run_offset=-1)
-    payload = {"dag_id": "ingest_ticks", "from_date": f"{(first + timedelta(days=1)).isoformat()}T01:00:00Z",
-               "to_date": f"{(last + timedelta(days=1)).isoformat()}T01:00:00Z",
+    # a backfill's range is of partition dates (the 01:00 UTC cron points), both ends included
+    payload = {"dag_id": "ingest_ticks", "from_date": f"{start}T01:00:00Z", "to_date": f"{end}T01:00:00Z",
                "max_active_runs": max_active_runs, "reprocess_behavior": "completed", "run_backwards": False}
     backfill = api.request("POST", "backfills", payload)
     echo(f"backfill {backfill.get('id')}: ingest_ticks {start}..{end} ({len(days)} partitions, "
          f"at most {max_active_runs} at a time)")
     deadline = time.monotonic() + timeout
+    last_line = ""
     while time.monotonic() < deadline:
         runs = [r for r in api.runs("ingest_ticks") if r["dag_run_id"] not in before]
         states: dict[str, int] = {}
         for run in runs:
             states[run["state"]] = states.get(run["state"], 0) + 1
-        echo("  " + ", ".join(f"{k}: {v}" for k, v in sorted(states.items())))
+        line = "  " + ", ".join(f"{k}: {v}" for k, v in sorted(states.items()))
+        if line != last_line:
+            echo(line)
+            last_line = line
         if runs and all(r["state"] in ("success", "failed") for r in runs) and len(runs) >= len(days):
             return {"partitions": days, "states": states, "backfill_id": backfill.get("id")}
         time.sleep(3)

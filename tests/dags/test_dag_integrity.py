@@ -29,11 +29,15 @@ def test_every_dag_file_imports(dagbag):
     assert {Path(d.fileloc).name for d in dagbag.dags.values()} == {f.name for f in DAG_FILES}
 
 
+DAG_IDS = ["ingest_power", "ingest_mnist", "ingest_cifar10", "ingest_ticks", "tabular_ml_training",
+           "image_dl_training", "time_series_training", "promote_models", "promote_partitioned_models"]
+
+
 def test_expected_dags_exist(dagbag):
-    assert {"ingest_power", "tabular_ml_training"} <= set(dagbag.dag_ids)
+    assert sorted(dagbag.dag_ids) == sorted(DAG_IDS)
 
 
-@pytest.mark.parametrize("dag_id", ["ingest_power", "tabular_ml_training"])
+@pytest.mark.parametrize("dag_id", DAG_IDS)
 def test_dag_has_owner_retries_tags_and_docs(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.doc_md and len(dag.doc_md.strip()) > 80

@@ -147,6 +147,42 @@ def test_a_second_drop_retrains_and_a_bad_drop_changes_nothing(stack, tmp_path):
     assert client.get_model_version_by_alias("household_power_lgbm", "champion").version == champion_before
 
 
+def test_tick_backfill_trains_only_the_newest_window(stack, tmp_path):
+    """Three partitions land and `retrain backfill ticks` builds them: three ingest runs, three partition-aware
+    training runs of which only the newest window trains, one partitioned promotion."""
+    from datetime import date
+
+    from retrain.data import ticks
+
+    api = stack["api"]
+    days = ["2026-03-02", "2026-03-03", "2026-03-04"]
+    for seed, day in enumerate(days):
+        folder = tmp_path / f"date={day}"
+        folder.mkdir()
+        (folder / "ticks.csv").write_bytes(ticks.to_csv_bytes(ticks.generate_ticks(date.fromisoformat(day),
+                                                                                    ticks_per_day=40_000, seed=seed)))
+        out = subprocess.run(stack["retrain"] + ["land", "ticks", str(folder)], env=stack["env"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+    out = subprocess.run(stack["retrain"] + ["backfill", "ticks", days[0], days[-1]], env=stack["env"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ingests = [r for r in api.runs("ingest_ticks") if r["run_type"] == "backfill"]
+    assert sorted(r["partition_key"] for r in ingests) == days and {r["state"] for r in ingests} == {"success"}
+
+    runs = api.wait_for_runs("time_series_training", 3)
+    trained = []
+    for run in runs:
+        tis = {t["task_id"]: t["state"] for t in
+               api.get(f"dags/time_series_training/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]}
+        if tis["train"] == "success":
+            trained.append(run["partition_key"])
+    assert sorted(r["partition_key"] for r in runs) == days
+    assert trained == [days[-1]]  # the backfill policy: only the newest window trains
+    promotions = api.wait_for_runs("promote_partitioned_models", 1)
+    assert len(promotions) == 1 and promotions[0]["state"] == "success"
+
+
 def test_down_leaves_no_process_behind(stack):
     out = subprocess.run(stack["retrain"] + ["down"], env=stack["env"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0

@@ -1,0 +1,113 @@
+"""A 30-partition tick backfill end to end on the real embedded stack.
+
+Starts the stack (`retrain up`) in a temporary RETRAIN_HOME on free ports, lands 30 daily partitions at demo
+density (not timed), then times `retrain backfill ticks FIRST LAST` until every ingest run has finished and
+the training and promotion runs it triggered have settled. Prints the wall time, the ingest runs, the
+training runs created and how many actually trained (the backfill policy allows one: the newest window),
+and the peak RSS of the whole stack (every process of the stack's process groups, sampled each second).
+Target: 30 partitions rebuilt, no more trainings than the policy allows, under 5 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "30"))
+TICKS_PER_DAY = int(os.environ.get("BENCH_TICKS_PER_DAY", "20000"))
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    home = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW", "RETRAIN_"))}
+    env |= {"RETRAIN_HOME": str(home), "RETRAIN_AIRFLOW_PORT": str(_port()), "RETRAIN_MLFLOW_PORT": str(_port())}
+    os.environ.update(env)
+    retrain = [sys.executable, "-m", "retrain"]
+    subprocess.run(retrain + ["up"], env=env, check=True, capture_output=True, timeout=300)
+    try:
+        import psutil
+
+        from retrain import environment
+
+        environment.apply(override=True)
+        from retrain.data import ticks
+        from retrain.ingest import landing
+        from retrain.stack import AirflowApi
+
+        first = date(2026, 2, 1)
+        days = [(first + timedelta(days=i)).isoformat() for i in range(PARTITIONS)]
+        staging = Path(tempfile.mkdtemp())
+        for seed, day in enumerate(days):
+            folder = staging / f"date={day}"
+            folder.mkdir()
+            table = ticks.generate_ticks(date.fromisoformat(day), ticks_per_day=TICKS_PER_DAY, seed=seed)
+            (folder / "ticks.csv").write_bytes(ticks.to_csv_bytes(table))
+            landing.land("ticks", str(folder))
+
+        pids = [int(p.read_text()) for p in (home / "run").glob("*.pid")]
+        peak = {"rss": 0}
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                total = 0
+                for proc in psutil.process_iter(["pid"]):
+                    try:
+                        if os.getpgid(proc.pid) in pids:
+                            total += proc.memory_info().rss
+                    except (psutil.Error, ProcessLookupError):
+                        continue
+                peak["rss"] = max(peak["rss"], total)
+                time.sleep(1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        out = subprocess.run(retrain + ["backfill", "ticks", days[0], days[-1], "--max-active-runs", "3"],
+                             env=env, capture_output=True, text=True, timeout=900)
+        ingest_done = time.monotonic() - started
+        api = AirflowApi()
+        while True:  # let the triggered trainings and promotions settle
+            training = api.runs("time_series_training")
+            promotions = api.runs("promote_partitioned_models")
+            settled = all(r["state"] in ("success", "failed") for r in training + promotions)
+            if (settled and len(training) >= PARTITIONS) or time.monotonic() - started > 900:
+                break
+            time.sleep(2)
+        total = time.monotonic() - started
+        stop.set()
+        trained = 0
+        for run in training:
+            tis = api.get(f"dags/time_series_training/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+            trained += any(t["task_id"] == "train" and t["state"] == "success" for t in tis)
+        ingests = [r for r in api.runs("ingest_ticks") if r["run_type"] == "backfill"]
+        print(f"tick backfill: {PARTITIONS} partitions x {TICKS_PER_DAY} ticks, max 3 ingest runs at a time "
+              f"(python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f})")
+        print(f"  retrain backfill exit {out.returncode}; ingest runs: {len(ingests)} "
+              f"({sum(r['state'] == 'success' for r in ingests)} success) in {ingest_done:.1f} s")
+        print(f"  training runs created: {len(training)}, trained: {trained} (policy: only the newest window)")
+        print(f"  promotions: {len(promotions)} ({', '.join(r['state'] for r in promotions)})")
+        print(f"  wall time, backfill start -> everything settled: {total:.1f} s")
+        print(f"  peak RSS of the whole stack: {peak['rss'] / 2**20:.0f} MB")
+        ok = out.returncode == 0 and trained <= 1 and total < 300
+        print(f"target: 30 partitions rebuilt, trainings <= policy, < 300 s -> {'MEETS TARGET' if ok else 'MISSES TARGET'}")
+        return 0 if ok else 1
+    finally:
+        subprocess.run(retrain + ["down"], env=env, capture_output=True, timeout=120)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -180,3 +180,34 @@ def test_reviewer_answers_on_a_challenger(registry_state):
     assert approved["outcome"] == "promoted" and approved["previous_champion"] == champion
     assert registry.alias_version(model, registry.CHAMPION).version == challenger.version
     assert registry.history(model)[-1]["by"] == "carol"
+
+
+def test_champion_alias_of_a_deleted_version_counts_as_no_champion(registry_state):
+    """Deleting the champion's version takes the alias with it: the next candidate is judged as a first model."""
+    from retrain import registry, tracking
+
+    model = "household_power_lgbm"
+    champion = registry.alias_version(model, registry.CHAMPION)
+    client = tracking.client()
+    client.delete_model_version(model, champion.version)
+    assert registry.alias_version(model, registry.CHAMPION) is None
+
+
+def test_mlflow_unreachable_raises_for_a_retry_and_changes_nothing(registry_state, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from retrain import settings, tracking
+    from retrain.workloads import promote
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    settings.reset_settings()
+    tracking._configured.cache_clear()
+    try:
+        with pytest.raises((MlflowException, OSError)):  # not a PromotionError: Airflow retries it
+            promote.judge(registry_state["second"], {"dag_id": "test", "run_id": "down"})
+    finally:
+        monkeypatch.undo()
+        settings.reset_settings()
+        tracking._configured.cache_clear()

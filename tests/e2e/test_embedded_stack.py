@@ -12,10 +12,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from retrain.stack import AirflowApi
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 DAYS = 40
@@ -27,22 +28,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Api:
-    def __init__(self, base: str, password: str):
-        self.base = base
-        request = urllib.request.Request(f"{base}/auth/token", method="POST",
-                                         data=json.dumps({"username": "admin", "password": password}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            self.token = json.load(response)["access_token"]
-
-    def get(self, path: str) -> dict:
-        request = urllib.request.Request(f"{self.base}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
-
-    def runs(self, dag_id: str) -> list[dict]:
-        return self.get(f"dags/{dag_id}/dagRuns?order_by=run_after&limit=100")["dag_runs"]
+class Api(AirflowApi):
+    """The stack's REST client, plus waiting for finished runs."""
 
     def wait_for_runs(self, dag_id: str, count: int, timeout: float = 240) -> list[dict]:
         """Wait until ``count`` runs of a DAG have finished; returns all runs."""
@@ -181,6 +168,54 @@ def test_tick_backfill_trains_only_the_newest_window(stack, tmp_path):
     assert trained == [days[-1]]  # the backfill policy: only the newest window trains
     promotions = api.wait_for_runs("promote_partitioned_models", 1)
     assert len(promotions) == 1 and promotions[0]["state"] == "success"
+
+
+def test_an_approval_required_model_waits_for_a_reviewer(stack, tmp_path):
+    """CIFAR-10's policy requires approval: the challenger waits on the ApprovalOperator, a reviewer approves
+    through the REST API, and only then does `champion` move."""
+    import mlflow
+
+    from retrain.data import cifar10
+
+    api = stack["api"]
+    drop = tmp_path / "cifar-drop"
+    drop.mkdir()
+    for name, data in cifar10.generate_cifar10(600, 1, 200, seed=5).items():
+        (drop / name).write_bytes(data)
+    out = subprocess.run(stack["retrain"] + ["land", "cifar10", str(drop)], env=stack["env"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    training = api.wait_for_runs("image_dl_training", 1, timeout=400)
+    assert training[0]["state"] == "success" and training[0]["run_type"] == "asset_triggered"
+
+    deadline = time.monotonic() + 240
+    review = None
+    while time.monotonic() < deadline and review is None:
+        for run in api.runs("promote_models"):
+            tis = api.get(f"dags/promote_models/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+            waiting = [t for t in tis if t["task_id"] == "review_challenger" and t["state"] in ("deferred", "awaiting_input")]
+            if waiting:
+                review = (run["dag_run_id"], waiting[0]["map_index"])
+        time.sleep(2)
+    assert review, "no challenger review is waiting"
+    client = mlflow.MlflowClient(stack["mlflow"])
+    challenger = client.get_model_version_by_alias("cifar10_cnn", "challenger")
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias("cifar10_cnn", "champion")  # nothing moves before the review
+
+    run_id, map_index = review
+    api.request("PATCH", f"dags/promote_models/dagRuns/{run_id}/taskInstances/review_challenger/{map_index}/hitlDetails",
+                {"chosen_options": ["Approve"], "params_input": {"comment": "reviewed the comparison"}})
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        state = api.get(f"dags/promote_models/dagRuns/{run_id}")["state"]
+        if state in ("success", "failed"):
+            break
+        time.sleep(2)
+    assert state == "success"
+    champion = client.get_model_version_by_alias("cifar10_cnn", "champion")
+    assert champion.version == challenger.version
+    assert champion.tags["decision"] == "promoted" and champion.tags["approval.by"] == "admin"
 
 
 def test_down_leaves_no_process_behind(stack):

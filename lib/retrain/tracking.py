@@ -148,6 +148,23 @@ def log_metric_history(history: Mapping[str, list[float]], prefix: str = "") -> 
         client().log_batch(run_id, metrics=metrics[start:start + 1000])
 
 
+def log_work_files(work: str, names: list[str], artifact_path: str, *, optional: bool = False) -> None:
+    """Log files of a run's work folder (local or object store) as artifacts of the active MLflow run."""
+    import mlflow
+
+    from retrain import storage
+
+    for name in names:
+        location = storage.join(work, name)
+        if optional and not storage.exists(location):
+            continue
+        with storage.local_path(location) as path:
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+QUALITY_REPORTS = ["quality_report.json", "quality_report.md"]
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     flat: dict[str, str] = {}
     for key, value in config.items():

@@ -91,11 +91,10 @@ def ingest_drop(dataset: str, drop: str, run_id: str) -> IngestResult:
     try:
         claimed = landing.claim(dataset, drop, run_id)
     except LandingPathError:
-        for version in landing.archived_versions(dataset, drop):
-            existing = snapshots.load(dataset, version)
-            if existing is not None and existing.manifest.get("produced_by", {}).get("run_id") == run_id:
-                return IngestResult("resumed", existing)
-        raise
+        existing = landing.committed_by_run(dataset, drop, run_id)
+        if existing is None:
+            raise
+        return IngestResult("resumed", existing)
     try:
         files = _read_folder(claimed)
         digest = _drop_digest(files)

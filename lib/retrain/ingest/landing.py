@@ -69,6 +69,18 @@ def archived_versions(dataset: str, file_name: str) -> list[str]:
     return [v for v in storage.listdir(folder) if storage.exists(storage.join(folder, v, file_name))]
 
 
+def committed_by_run(dataset: str, file_name: str, run_id: str):
+    """The snapshot this run already committed from an archived arrival (a retry after commit and archive,
+    before the task recorded success), or None."""
+    from retrain import snapshots
+
+    for version in archived_versions(dataset, file_name):
+        existing = snapshots.load(dataset, version)
+        if existing is not None and existing.manifest.get("produced_by", {}).get("run_id") == run_id:
+            return existing
+    return None
+
+
 def archive(dataset: str, claimed: str, version: str) -> str:
     target = get_settings().archive(dataset, version, storage.name(claimed))
     if storage.exists(claimed):

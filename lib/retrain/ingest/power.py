@@ -38,12 +38,10 @@ def ingest_file(file_name: str, run_id: str) -> IngestResult:
     try:
         claimed = landing.claim(DATASET, file_name, run_id)
     except LandingPathError:
-        # A retry after this run committed and archived the file, but before the task recorded success.
-        for version in landing.archived_versions(DATASET, file_name):
-            existing = snapshots.load(DATASET, version)
-            if existing is not None and existing.manifest.get("produced_by", {}).get("run_id") == run_id:
-                return IngestResult("resumed", existing)
-        raise
+        existing = landing.committed_by_run(DATASET, file_name, run_id)
+        if existing is None:
+            raise
+        return IngestResult("resumed", existing)
     data = storage.read_bytes(claimed)
     source_sha = hashlib.sha256(data).hexdigest()
     version = version_for(data)

@@ -187,14 +187,8 @@ def _log_body(dataset: str, lineage: tracking.Lineage, work: str, metrics: dict)
                                  digest=digest)
     mlflow.log_input(snapshot_input, context="training")
 
-    for name in ("evaluate.json", "confusion_matrix.png", "train.json"):
-        with storage.local_path(storage.join(work, name)) as path:
-            mlflow.log_artifact(str(path), artifact_path="evaluation")
-    for name in ("quality_report.json", "quality_report.md"):
-        location = storage.join(work, "quality", name)
-        if storage.exists(location):
-            with storage.local_path(location) as path:
-                mlflow.log_artifact(str(path), artifact_path="quality")
+    tracking.log_work_files(work, ["evaluate.json", "confusion_matrix.png", "train.json"], "evaluation")
+    tracking.log_work_files(storage.join(work, "quality"), tracking.QUALITY_REPORTS, "quality", optional=True)
 
     model = _trained_model(dataset, work)
     splits = _splits(lineage.data)

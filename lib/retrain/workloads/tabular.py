@@ -125,14 +125,9 @@ def _log_body(cfg: config.TabularDataset, lineage: tracking.Lineage, work: str, 
                                              name=f"{data.get('dataset')}@{data.get('version')}:test", digest=digest),
                      context="evaluation")
 
-    for name in ("prepare.json", "evaluate.json", "feature_importance.png", "residuals.png", "test_predictions.parquet"):
-        with storage.local_path(storage.join(work, name)) as path:
-            mlflow.log_artifact(str(path), artifact_path="evaluation")
-    for name in ("quality_report.json", "quality_report.md"):
-        location = storage.join(work, "quality", name)
-        if storage.exists(location):
-            with storage.local_path(location) as path:
-                mlflow.log_artifact(str(path), artifact_path="quality")
+    tracking.log_work_files(work, ["prepare.json", "evaluate.json", "feature_importance.png", "residuals.png",
+                                   "test_predictions.parquet"], "evaluation")
+    tracking.log_work_files(storage.join(work, "quality"), tracking.QUALITY_REPORTS, "quality", optional=True)
 
     booster = tabular.load_booster(work)
     columns = tabular.feature_columns(test_frame)

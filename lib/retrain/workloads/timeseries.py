@@ -153,16 +153,12 @@ def _log_body(cfg: config.TickTrainingConfig, lineage: tracking.Lineage, work: s
         else:
             history[key] = values
     tracking.log_metric_history(history, prefix="iter_")
-    for name in ("evaluate.json", "test_predictions.parquet", "test_features.parquet", "train.json"):
-        with storage.local_path(storage.join(work, name)) as path:
-            mlflow.log_artifact(str(path), artifact_path="evaluation")
+    tracking.log_work_files(work, ["evaluate.json", "test_predictions.parquet", "test_features.parquet", "train.json"],
+                            "evaluation")
     quality_dir = storage.join(work, "quality")
     for partition in storage.listdir(quality_dir):
-        for name in ("quality_report.json", "quality_report.md"):
-            location = storage.join(quality_dir, partition, name)
-            if storage.exists(location):
-                with storage.local_path(location) as path:
-                    mlflow.log_artifact(str(path), artifact_path=f"quality/{partition}")
+        tracking.log_work_files(storage.join(quality_dir, partition), tracking.QUALITY_REPORTS, f"quality/{partition}",
+                                optional=True)
     model = _model(work)
     test = _read(storage.join(work, "test_features.parquet"))
     example = test[model.features].head(5)

@@ -84,6 +84,33 @@ def test_backfill_of_an_older_partition_does_not_train(tick_chain, dags):
     assert len(asset_events("ticks_direction_lgbm.candidate")) == before
 
 
+def test_a_crash_between_registering_and_aliasing_is_repaired(tick_chain, monkeypatch):
+    """The first judge registers the version, then dies before moving the alias; the next judge reuses that
+    version (no second one) and finishes the promotion."""
+    from retrain import registry, tracking
+    from retrain.workloads import promote
+
+    model = "ticks_direction_lgbm"
+    extra = tick_chain["candidates"][-1]["extra"]
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(registry, "move_champion", crash)
+    with pytest.raises(RuntimeError):
+        promote.judge(extra, {"dag_id": "test", "run_id": "crash"})
+    monkeypatch.undo()
+    versions = tracking.client().search_model_versions(f"name='{model}'")
+    assert len(versions) == 1 and registry.alias_version(model, registry.CHAMPION) is None
+    assert "promotion.decision" not in tracking.client().get_run(extra["run_id"]).data.tags
+
+    decision = promote.judge(extra, {"dag_id": "test", "run_id": "repair"})
+    assert decision["outcome"] == "first_model", decision
+    assert decision["version"] == str(versions[0].version)
+    assert len(tracking.client().search_model_versions(f"name='{model}'")) == 1
+    assert registry.alias_version(model, registry.CHAMPION).version == str(versions[0].version)
+
+
 def test_an_older_window_candidate_is_never_promoted(tick_chain):
     """A champion trained on the window ending DAYS[-1]; a candidate claiming an older window is rejected."""
     import json
@@ -97,6 +124,9 @@ def test_an_older_window_candidate_is_never_promoted(tick_chain):
     version = registry.register(model, extra["model_uri"], extra["run_id"], {"data.window_end": DAYS[-1]}, "champion")
     registry.move_champion(model, version.version, expected_champion=current.version if current else None,
                            action="promote", by="test", reason="window champion")
+    from retrain import tracking
+
+    tracking.client().delete_tag(extra["run_id"], "promotion.decision")  # judge the same run again, as if older
     stale = json.loads(json.dumps(extra))
     stale["data"]["window_end"] = "2026-03-01"
     stale["run_id"] = extra["run_id"]

@@ -56,8 +56,7 @@ with DAG(
             """Quality report summary; raises (no retry) when the snapshot fails its suite."""
             from retrain.workloads import images
 
-            run = orchestration.run_coordinates(context)
-            return images.gate(event, images.work_folder(run["dag_id"], run["run_id"], event["dataset"]))
+            return images.gate(event, orchestration.work_folder(context, event["dataset"]))
 
         @task(pool="gpu", queue="gpu")
         @orchestration.permanent_errors_fail_fast
@@ -65,17 +64,15 @@ with DAG(
             """The trained CNN (resumes from the last checkpoint on retry)."""
             from retrain.workloads import images
 
-            run = orchestration.run_coordinates(context)
             overrides = {k: context["params"].get(k) for k in ("epochs", "batch_size", "lr", "device")}
-            return images.train(event, images.work_folder(run["dag_id"], run["run_id"], event["dataset"]), overrides)
+            return images.train(event, orchestration.work_folder(context, event["dataset"]), overrides)
 
         @task(pool="gpu", queue="gpu")
         def evaluate(event: dict, trained: dict, **context) -> dict:
             """Test metrics, confusion matrix and the majority-class baseline."""
             from retrain.workloads import images
 
-            run = orchestration.run_coordinates(context)
-            return images.evaluate(event, images.work_folder(run["dag_id"], run["run_id"], event["dataset"]))
+            return images.evaluate(event, orchestration.work_folder(context, event["dataset"]))
 
         @task(outlets=[CANDIDATES])
         def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
@@ -85,7 +82,7 @@ with DAG(
 
             run = orchestration.run_coordinates(context)
             lineage = tracking.Lineage(**run, data=event, quality=gate)
-            extra = images.log_candidate(lineage, images.work_folder(run["dag_id"], run["run_id"], event["dataset"]))
+            extra = images.log_candidate(lineage, orchestration.work_folder(context, event["dataset"]))
             outlet_events[CANDIDATES].add(orchestration.candidate_asset(assets.model_for_dataset(event["dataset"])),
                                           extra=extra)
             return extra

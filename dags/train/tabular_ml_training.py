@@ -53,8 +53,7 @@ with DAG(
         """Quality report summary; raises (no retry) when the snapshot fails its suite."""
         from retrain.workloads import tabular
 
-        run = orchestration.run_coordinates(context)
-        return tabular.gate(event, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+        return tabular.gate(event, orchestration.work_folder(context, DATASET))
 
     @task
     @orchestration.permanent_errors_fail_fast
@@ -62,24 +61,21 @@ with DAG(
         """Train/validation/test feature files in the run's work folder."""
         from retrain.workloads import tabular
 
-        run = orchestration.run_coordinates(context)
-        return tabular.prepare(event, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+        return tabular.prepare(event, orchestration.work_folder(context, DATASET))
 
     @task(pool="cpu")
     def train(features: dict, **context) -> dict:
         """A LightGBM booster (model.txt) with its per-iteration history."""
         from retrain.workloads import tabular
 
-        run = orchestration.run_coordinates(context)
-        return tabular.train(DATASET, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+        return tabular.train(DATASET, orchestration.work_folder(context, DATASET))
 
     @task
     def evaluate(trained: dict, **context) -> dict:
         """Test metrics of the model and the seasonal-naive baseline, predictions and plots."""
         from retrain.workloads import tabular
 
-        run = orchestration.run_coordinates(context)
-        return tabular.evaluate(DATASET, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+        return tabular.evaluate(DATASET, orchestration.work_folder(context, DATASET))
 
     @task(outlets=[CANDIDATE])
     def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
@@ -89,7 +85,7 @@ with DAG(
 
         run = orchestration.run_coordinates(context)
         lineage = tracking.Lineage(**run, data=event, quality=gate)
-        extra = tabular.log_candidate(lineage, tabular.work_folder(run["dag_id"], run["run_id"], DATASET))
+        extra = tabular.log_candidate(lineage, orchestration.work_folder(context, DATASET))
         outlet_events[CANDIDATE].extra = extra
         return extra
 

@@ -56,8 +56,7 @@ with DAG(
         """One quality report per partition; raises (no retry) when any partition fails."""
         from retrain.workloads import timeseries
 
-        run = orchestration.run_coordinates(context)
-        return timeseries.gate(window, timeseries.work_folder(run["dag_id"], run["run_id"]))
+        return timeseries.gate(window, orchestration.work_folder(context, "ticks"))
 
     @task
     @orchestration.permanent_errors_fail_fast
@@ -65,24 +64,21 @@ with DAG(
         """Bar features of the window, split walk-forward."""
         from retrain.workloads import timeseries
 
-        run = orchestration.run_coordinates(context)
-        return timeseries.features(window, timeseries.work_folder(run["dag_id"], run["run_id"]))
+        return timeseries.features(window, orchestration.work_folder(context, "ticks"))
 
     @task
     def train(split: dict, **context) -> dict:
         """The LightGBM direction model."""
         from retrain.workloads import timeseries
 
-        run = orchestration.run_coordinates(context)
-        return timeseries.train(timeseries.work_folder(run["dag_id"], run["run_id"]))
+        return timeseries.train(orchestration.work_folder(context, "ticks"))
 
     @task
     def evaluate(trained: dict, **context) -> dict:
         """Accuracy, log loss and AUC on the test partition beside the baselines."""
         from retrain.workloads import timeseries
 
-        run = orchestration.run_coordinates(context)
-        return timeseries.evaluate(timeseries.work_folder(run["dag_id"], run["run_id"]))
+        return timeseries.evaluate(orchestration.work_folder(context, "ticks"))
 
     @task(outlets=[CANDIDATE])
     def log_candidate(window: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
@@ -93,7 +89,7 @@ with DAG(
         run = orchestration.run_coordinates(context)
         data = window["events"][-1] | {"partitions": window["window"]}
         lineage = tracking.Lineage(**run, data=data, quality=gate)
-        extra = timeseries.log_candidate(lineage, timeseries.work_folder(run["dag_id"], run["run_id"]))
+        extra = timeseries.log_candidate(lineage, orchestration.work_folder(context, "ticks"))
         outlet_events[CANDIDATE].extra = extra
         return extra
 

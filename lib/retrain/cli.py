@@ -124,7 +124,7 @@ def cmd_train(args) -> int:
         return 2
     run_id = f"cli__{datetime.now().strftime('%Y%m%dT%H%M%S')}"
     event = snapshot.event_extra()
-    work = tabular.work_folder("cli", run_id, args.dataset)
+    work = get_settings().training_work("cli", run_id, args.dataset)
     gate = tabular.gate(event, work)
     tabular.prepare(event, work)
     tabular.train(args.dataset, work)

@@ -196,6 +196,15 @@ _MODELS: dict[str, type[WorkloadConfig]] = {
 }
 
 
+def dataset_settings(workload: str, dataset: str):
+    """The settings of one dataset of a workload (ConfigError naming the known ones otherwise)."""
+    cfg = load(workload)
+    try:
+        return cfg.datasets[dataset]
+    except KeyError:
+        raise ConfigError(f"{workload}: no dataset {dataset!r} configured (known: {sorted(cfg.datasets)})") from None
+
+
 def register(workload: str, model: type[WorkloadConfig]) -> None:
     _MODELS[workload] = model
 

@@ -119,6 +119,14 @@ def run_coordinates(context: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def work_folder(context: Mapping[str, Any], dataset: str) -> str:
+    """The folder the tasks of this training run share for ``dataset``."""
+    from retrain.settings import get_settings
+
+    ti = context["ti"]
+    return get_settings().training_work(ti.dag_id, ti.run_id, dataset)
+
+
 def data_events(context: Mapping[str, Any], dataset: str) -> list[dict]:
     """The data events this run must act on, oldest first.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -32,6 +33,14 @@ def project_root() -> Path:
     if (candidate / "pyproject.toml").is_file() and (candidate / "dags").is_dir():
         return candidate
     return Path.cwd()
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def path_safe(run_id: str) -> str:
+    """An Airflow run id as one path segment (``manual__2026-01-01T00:00:00+00:00`` has ':' and '+')."""
+    return _UNSAFE.sub("_", run_id).strip("_") or "manual"
 
 
 def _join(root: str, *parts: str) -> str:
@@ -72,6 +81,14 @@ class Settings:
     def work(self, *parts: str) -> str:
         """Per-run scratch space shared by the tasks of one DAG run (on the data root, so workers share it)."""
         return self.data("work", *parts)
+
+    def training_work(self, dag_id: str, run_id: str, dataset: str) -> str:
+        """The work folder the tasks of one training run share."""
+        return self.work("train", dag_id, path_safe(run_id), dataset)
+
+    def ingest_work(self, run_id: str, dataset: str) -> str:
+        """Where one ingest run keeps the arrivals it claimed."""
+        return self.work("ingest", path_safe(run_id), dataset)
 
     @property
     def airflow_home(self) -> Path:

@@ -204,6 +204,17 @@ def candidate_run(*, workload: str, dataset: str, model_name: str, lineage: Line
             "metrics": body["metrics"], "reused": False}
 
 
+def publish_candidate(*, model_name: str, dataset: str, result: Mapping[str, Any], lineage: Lineage,
+                      primary_metric: str, data_extra: Mapping[str, Any] | None = None) -> dict:
+    """The candidate event's extra, also recorded on the run (``retrain.candidate_event``) so a promotion can be
+    replayed from the run alone."""
+    extra = candidate_event_extra(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
+                                  primary_metric=primary_metric)
+    extra["data"] |= dict(data_extra or {})
+    client().set_tag(result["run_id"], "retrain.candidate_event", json.dumps(extra))
+    return extra
+
+
 def candidate_event_extra(*, model_name: str, dataset: str, result: Mapping[str, Any], lineage: Lineage,
                           primary_metric: str) -> dict:
     """The candidate-model asset event's extra (design contract 2)."""

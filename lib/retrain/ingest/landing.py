@@ -14,20 +14,12 @@ A landed file is never deleted, and it leaves the landing zone only by rename.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timezone
 
 from retrain import storage
 from retrain.assets import data_asset
 from retrain.errors import DataFormatError, LandingPathError
 from retrain.settings import get_settings
-
-_RUN_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def _run_folder(run_id: str) -> str:
-    return _RUN_SAFE.sub("_", run_id).strip("_") or "manual"
-
 
 def landing_folder(dataset: str) -> str:
     return get_settings().landing(data_asset(dataset).name)
@@ -54,7 +46,7 @@ def land(dataset: str, source: str, name: str | None = None) -> str:
 def claim(dataset: str, file_name: str, run_id: str) -> str:
     """Move a landed file into this run's work folder (idempotent for retries). Returns the claimed location."""
     source = storage.safe_child(landing_folder(dataset), file_name)
-    claimed = storage.safe_child(get_settings().work("ingest", _run_folder(run_id), dataset), file_name)
+    claimed = storage.safe_child(get_settings().ingest_work(run_id, dataset), file_name)
     if storage.exists(claimed):
         return claimed
     if not storage.exists(source):

@@ -43,7 +43,7 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
     """Normalise and commit one partition from its landed files; quarantine them if they are malformed."""
     name = folder(partition)
     landed = storage.join(landing.landing_folder(DATASET), name)
-    claimed = storage.join(get_settings().work("ingest", landing._run_folder(run_id), DATASET), name)
+    claimed = storage.join(get_settings().ingest_work(run_id, DATASET), name)
     if storage.exists(landed) and not storage.exists(claimed):
         storage.move(landed, claimed)
     if not storage.exists(claimed):

@@ -17,8 +17,6 @@ import numpy as np
 
 from retrain import config, quality, snapshots, storage, tracking
 from retrain.events import check_data_event
-from retrain.ingest.landing import _run_folder
-from retrain.settings import get_settings
 
 WORKLOAD = "image_dl_training"
 PRIMARY_METRIC = "test_accuracy"
@@ -26,11 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def dataset_config(dataset: str) -> config.ImageDataset:
-    cfg = config.load(WORKLOAD)
-    try:
-        return cfg.datasets[dataset]
-    except KeyError:
-        raise config.ConfigError(f"{WORKLOAD}: no dataset {dataset!r} configured (known: {sorted(cfg.datasets)})") from None
+    return config.dataset_settings(WORKLOAD, dataset)
 
 
 def loop_config(dataset: str, overrides: Mapping[str, Any] | None = None) -> config.LoopConfig:
@@ -40,10 +34,6 @@ def loop_config(dataset: str, overrides: Mapping[str, Any] | None = None) -> con
         return config.LoopConfig.model_validate(base | {k: v for k, v in (overrides or {}).items() if v is not None})
     except config.ValidationError as exc:
         raise config.ConfigError(f"{WORKLOAD} overrides for {dataset}: {exc}") from None
-
-
-def work_folder(dag_id: str, run_id: str, dataset: str) -> str:
-    return get_settings().work("train", dag_id, _run_folder(run_id), dataset)
 
 
 def _splits(event: Mapping[str, Any]):
@@ -154,10 +144,8 @@ def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
     )
     result = tracking.candidate_run(workload=WORKLOAD, dataset=dataset, model_name=model_name, lineage=lineage,
                                     log_body=lambda: _log_body(dataset, lineage, work, metrics), description=description)
-    extra = tracking.candidate_event_extra(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
-                                           primary_metric=PRIMARY_METRIC)
-    tracking.client().set_tag(result["run_id"], "retrain.candidate_event", json.dumps(extra))
-    return extra
+    return tracking.publish_candidate(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
+                                      primary_metric=PRIMARY_METRIC)
 
 
 def _log_body(dataset: str, lineage: tracking.Lineage, work: str, metrics: dict) -> dict:

@@ -15,8 +15,6 @@ from typing import Any
 from retrain import config, quality, snapshots, storage, tracking
 from retrain.data import power
 from retrain.events import check_data_event
-from retrain.ingest.landing import _run_folder
-from retrain.settings import get_settings
 
 WORKLOAD = "tabular_ml_training"
 PRIMARY_METRIC = "test_rmse"
@@ -27,15 +25,7 @@ QUALITY_FRAMES = {"household_power": power.quality_frame}
 
 
 def dataset_config(dataset: str) -> config.TabularDataset:
-    cfg = config.load(WORKLOAD)
-    try:
-        return cfg.datasets[dataset]
-    except KeyError:
-        raise config.ConfigError(f"{WORKLOAD}: no dataset {dataset!r} configured (known: {sorted(cfg.datasets)})") from None
-
-
-def work_folder(dag_id: str, run_id: str, dataset: str) -> str:
-    return get_settings().work("train", dag_id, _run_folder(run_id), dataset)
+    return config.dataset_settings(WORKLOAD, dataset)
 
 
 def gate(event: Mapping[str, Any], work: str) -> dict:
@@ -79,10 +69,8 @@ def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
     description = _description(model_name, lineage, metrics)
     result = tracking.candidate_run(workload=WORKLOAD, dataset=dataset, model_name=model_name, lineage=lineage,
                                     log_body=lambda: _log_body(cfg, lineage, work, metrics), description=description)
-    extra = tracking.candidate_event_extra(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
-                                           primary_metric=PRIMARY_METRIC)
-    tracking.client().set_tag(result["run_id"], "retrain.candidate_event", json.dumps(extra))
-    return extra
+    return tracking.publish_candidate(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
+                                      primary_metric=PRIMARY_METRIC)
 
 
 def _description(model_name: str, lineage: tracking.Lineage, metrics: dict) -> str:

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from retrain import config, quality, snapshots, storage, tracking
-from retrain.ingest.landing import _run_folder
-from retrain.settings import get_settings
 
 WORKLOAD = "time_series_training"
 DATASET = "ticks"
@@ -24,11 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def dataset_config() -> config.TickTrainingConfig:
-    return config.load(WORKLOAD).datasets[DATASET]
-
-
-def work_folder(dag_id: str, run_id: str) -> str:
-    return get_settings().work("train", dag_id, _run_folder(run_id), DATASET)
+    return config.dataset_settings(WORKLOAD, DATASET)
 
 
 def resolve_window(partition: str) -> dict:
@@ -128,11 +122,9 @@ def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
         f"| persistence | {metrics['baseline_persistence_accuracy']:.4f} |\n")
     result = tracking.candidate_run(workload=WORKLOAD, dataset=DATASET, model_name=cfg.model, lineage=lineage,
                                     log_body=lambda: _log_body(cfg, lineage, work, metrics), description=description)
-    extra = tracking.candidate_event_extra(model_name=cfg.model, dataset=DATASET, result=result, lineage=lineage,
-                                           primary_metric=PRIMARY_METRIC)
-    extra["data"] |= {"partitions": data["partitions"], "window_end": data["partition"]}
-    tracking.client().set_tag(result["run_id"], "retrain.candidate_event", json.dumps(extra))
-    return extra
+    return tracking.publish_candidate(model_name=cfg.model, dataset=DATASET, result=result, lineage=lineage,
+                                      primary_metric=PRIMARY_METRIC,
+                                      data_extra={"partitions": data["partitions"], "window_end": data["partition"]})
 
 
 def _log_body(cfg: config.TickTrainingConfig, lineage: tracking.Lineage, work: str, metrics: dict) -> dict:

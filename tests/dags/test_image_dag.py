@@ -11,7 +11,7 @@ from retrain.settings import get_settings
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    from retrain.demo import load_dags
+    from retrain.inprocess import load_dags
 
     return load_dags()
 
@@ -19,7 +19,7 @@ def dags(airflow_db):
 @pytest.fixture(scope="module")
 def mnist_chain(dags, tmp_path_factory):
     from retrain.data import mnist
-    from retrain.demo import asset_events
+    from retrain.inprocess import asset_events
     from retrain.ingest import landing
 
     drop = tmp_path_factory.mktemp("drops") / "mnist-2026-11-26"
@@ -34,7 +34,7 @@ def mnist_chain(dags, tmp_path_factory):
 
 
 def test_mnist_drop_becomes_a_snapshot_event(mnist_chain):
-    from retrain.demo import task_states
+    from retrain.inprocess import task_states
 
     assert str(mnist_chain["ingest"].state) == "success", task_states(mnist_chain["ingest"])
     extra = mnist_chain["data"]["extra"]
@@ -45,7 +45,7 @@ def test_mnist_drop_becomes_a_snapshot_event(mnist_chain):
 def test_image_training_logs_a_candidate(mnist_chain):
     import mlflow
 
-    from retrain.demo import task_states
+    from retrain.inprocess import task_states
 
     assert str(mnist_chain["train"].state) == "success", task_states(mnist_chain["train"])
     states = task_states(mnist_chain["train"])

@@ -11,7 +11,7 @@ DAYS = ["2026-03-02", "2026-03-03", "2026-03-04"]
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    from retrain.demo import load_dags
+    from retrain.inprocess import load_dags
 
     return load_dags()
 
@@ -29,7 +29,7 @@ def _land(tmp_path, day: str, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def tick_chain(dags, tmp_path_factory):
-    from retrain.demo import asset_events
+    from retrain.inprocess import asset_events
 
     tmp = tmp_path_factory.mktemp("ticks")
     ingests = []
@@ -51,7 +51,7 @@ def test_each_partition_is_ingested_once_with_its_event(tick_chain):
 def test_training_uses_the_window_and_logs_it(tick_chain):
     import mlflow
 
-    from retrain.demo import task_states
+    from retrain.inprocess import task_states
     from retrain.settings import get_settings
 
     assert str(tick_chain["train"].state) == "success", task_states(tick_chain["train"])
@@ -64,7 +64,7 @@ def test_training_uses_the_window_and_logs_it(tick_chain):
 
 
 def test_reingesting_an_unchanged_partition_emits_nothing(tick_chain, dags):
-    from retrain.demo import asset_events, task_states
+    from retrain.inprocess import asset_events, task_states
     from retrain.ingest import ticks
 
     before = len(asset_events("ticks"))
@@ -75,7 +75,7 @@ def test_reingesting_an_unchanged_partition_emits_nothing(tick_chain, dags):
 
 
 def test_backfill_of_an_older_partition_does_not_train(tick_chain, dags):
-    from retrain.demo import asset_events, task_states
+    from retrain.inprocess import asset_events, task_states
 
     before = len(asset_events("ticks_direction_lgbm.candidate"))
     run = dags.get_dag("time_series_training").test(run_conf={"partition": DAYS[1]})

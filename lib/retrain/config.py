@@ -187,6 +187,43 @@ class PromotionConfig(WorkloadConfig):
     models: dict[str, dict[str, Any]]
 
 
+class WorkerSpec(Strict):
+    """One Celery worker kind: the queue it consumes is its key in ``workers``."""
+
+    concurrency: int = Field(ge=1, le=64)  # task slots of one worker
+    replicas: int = Field(1, ge=1, le=16)  # workers of this kind that `retrain up` starts on one host
+
+
+class DeploymentConfig(Strict):
+    """``configs/deployment.yaml``: pool sizes (both profiles) and Celery workers per queue (scale-out)."""
+
+    pools: dict[str, int] = Field(default_factory=lambda: {"cpu": 0, "gpu": 1})
+    workers: dict[str, WorkerSpec] = Field(default_factory=lambda: {"default": WorkerSpec(concurrency=4),
+                                                                     "gpu": WorkerSpec(concurrency=1)})
+
+    @field_validator("pools")
+    @classmethod
+    def _slots(cls, value: dict[str, int]) -> dict[str, int]:
+        negative = {name: slots for name, slots in value.items() if slots < 0}
+        if negative:
+            raise ValueError(f"pool slots must be 0 (auto) or more, got {negative}")
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _queues(cls, value: dict[str, WorkerSpec]) -> dict[str, WorkerSpec]:
+        if not value:
+            raise ValueError("at least one worker queue is needed")
+        bad = [q for q in value if not q.replace("_", "").replace("-", "").isalnum()]
+        if bad:
+            raise ValueError(f"queue names must be letters, digits, '-' or '_', got {bad}")
+        return value
+
+    def pool_slots(self, cores: int) -> dict[str, int]:
+        """Slots per pool on a machine with ``cores`` cores (``cpu: 0`` means half of them, at least one)."""
+        return {name: (slots or (max(1, cores // 2) if name == "cpu" else 1)) for name, slots in self.pools.items()}
+
+
 _MODELS: dict[str, type[WorkloadConfig]] = {
     "ingest": IngestConfig,
     "tabular_ml_training": TabularConfig,
@@ -209,6 +246,10 @@ def register(workload: str, model: type[WorkloadConfig]) -> None:
     _MODELS[workload] = model
 
 
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
+
+
 @functools.cache
 def load(workload: str) -> WorkloadConfig:
     """The validated configuration of a workload (``configs/<workload>.yaml``)."""
@@ -223,8 +264,23 @@ def load(workload: str) -> WorkloadConfig:
     try:
         config = model.model_validate(raw or {})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {_problems(exc)}") from None
     if config.workload != workload:
         raise ConfigError(f"{path}: workload must be {workload!r} (observed {config.workload!r})")
     return config
+
+
+@functools.cache
+def deployment() -> DeploymentConfig:
+    """Pools and worker kinds (``configs/deployment.yaml``; defaults when the file is absent)."""
+    path = get_settings().config_dir / "deployment.yaml"
+    try:
+        raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        return DeploymentConfig()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return DeploymentConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_problems(exc)}") from None

@@ -236,13 +236,13 @@ def apply_review(context: Mapping[str, Any], result: Mapping[str, Any]) -> None:
 
 
 def ensure_pools(sizes: Mapping[str, int] | None = None) -> None:
-    """Create or resize the workload pools (idempotent): ``gpu`` (one slot per GPU) and ``cpu``."""
+    """Create or resize the workload pools (idempotent) as ``configs/deployment.yaml`` sizes them: ``gpu`` (one
+    slot per GPU) and ``cpu``; ``sizes`` overrides single pools."""
     import os
 
     from airflow.models.pool import Pool
 
-    cores = os.cpu_count() or 2
-    wanted = {"cpu": max(1, cores // 2), "gpu": 1, **(sizes or {})}
+    wanted = config.deployment().pool_slots(os.cpu_count() or 2) | dict(sizes or {})
     for name, slots in wanted.items():
         Pool.create_or_update_pool(name=name, slots=slots, description=f"retrain {name} workloads",
                                    include_deferred=False)

@@ -1,22 +1,104 @@
-"""The process environment of the embedded stack, derived from :mod:`retrain.settings`.
+"""The process environment of the stack, derived from :mod:`retrain.settings` and the profile.
 
 Airflow reads its configuration when it is first imported, so these variables must be in ``os.environ``
 before anything imports Airflow: :func:`apply` does that for the CLI and the tests.
+
+Two profiles, chosen by environment alone (the DAG files are the same):
+
+=======================  =====================================================================================
+``RETRAIN_PROFILE``      ``embedded`` (default): LocalExecutor, SQLite metadata, everything on one machine.
+                         ``celery``: CeleryExecutor with a Redis broker, PostgreSQL metadata, workers per queue.
+=======================  =====================================================================================
+
+The scale-out profile reads (see ``deploy/README.md``):
+
+==============================  ==============================================================================
+RETRAIN_DATABASE_URL            Airflow metadata DB, ``postgresql://user:pw@host:5432/airflow`` (required)
+RETRAIN_BROKER_URL              Celery broker, ``redis://host:6379/0`` (required)
+RETRAIN_BROKER_PREFIX           optional prefix of every broker key (several deployments on one Redis)
+RETRAIN_API_URL                 the api-server as workers reach it (``AIRFLOW__API__BASE_URL``)
+RETRAIN_JWT_SECRET              the secret scheduler, api-server and workers share to sign task tokens
+RETRAIN_WORKER_NAME             this worker's task-instance hostname (default: the host's FQDN)
+==============================  ==============================================================================
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 
 from retrain.settings import Settings, get_settings, reset_settings
+
+PROFILES = ("embedded", "celery")
+
+
+class ProfileError(RuntimeError):
+    """The environment selects a profile but lacks what it needs."""
+
+
+def profile() -> str:
+    """The profile ``RETRAIN_PROFILE`` selects (``embedded`` when unset)."""
+    value = os.environ.get("RETRAIN_PROFILE", "").strip().lower() or "embedded"
+    if value not in PROFILES:
+        raise ProfileError(f"RETRAIN_PROFILE must be one of {list(PROFILES)} (observed {value!r})")
+    return value
+
+
+def is_scale_out() -> bool:
+    return profile() == "celery"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A PostgreSQL URL with the psycopg2 driver named: with SQLAlchemy 2.1 a bare ``postgresql://`` means psycopg 3."""
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    raise ProfileError(f"expected a postgresql:// URL (observed scheme {url.split('://')[0]!r})")
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ProfileError(f"RETRAIN_PROFILE=celery needs {name} (see deploy/README.md)")
+    return value
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the scale-out profile: ``RETRAIN_WORKER_NAME`` when set, else the FQDN.
+
+    Every worker on one host would otherwise report the same task-instance hostname, so the single-host stack
+    names each worker after its queue; on separate hosts the FQDN already tells them apart.
+    """
+    return os.environ.get("RETRAIN_WORKER_NAME") or socket.getfqdn()
+
+
+def _celery_environment() -> dict[str, str]:
+    database = sqlalchemy_url(_required("RETRAIN_DATABASE_URL"))
+    env = {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        # Celery parallelism bounds queued + running task instances across all workers, not local forks
+        "AIRFLOW__CORE__PARALLELISM": "32",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
+        "AIRFLOW__CELERY__BROKER_URL": _required("RETRAIN_BROKER_URL"),
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{database}",
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "retrain.environment.worker_hostname",
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
+    }
+    if prefix := os.environ.get("RETRAIN_BROKER_PREFIX"):
+        env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] = prefix
+    if api := os.environ.get("RETRAIN_API_URL"):
+        env["AIRFLOW__API__BASE_URL"] = api.rstrip("/")
+    if secret := os.environ.get("RETRAIN_JWT_SECRET"):
+        env["AIRFLOW__API_AUTH__JWT_SECRET"] = secret
+    return env
 
 
 def airflow_environment(settings: Settings | None = None) -> dict[str, str]:
     s = settings or get_settings()
     cores = os.cpu_count() or 2
     home = s.airflow_home
-    return {
+    env = {
         "RETRAIN_HOME": str(s.home),
         "RETRAIN_DATA_ROOT": s.data_root,
         "AIRFLOW_HOME": str(home),
@@ -37,10 +119,13 @@ def airflow_environment(settings: Settings | None = None) -> dict[str, str]:
         "OMP_WAIT_POLICY": "PASSIVE",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
+    if is_scale_out():
+        env |= _celery_environment()
+    return env
 
 
 def apply(settings: Settings | None = None, *, override: bool = False) -> dict[str, str]:
-    """Put the embedded stack's variables into ``os.environ`` (existing values win unless ``override``)."""
+    """Put the stack's variables into ``os.environ`` (existing values win unless ``override``)."""
     env = airflow_environment(settings)
     for key, value in env.items():
         if override or key not in os.environ:

@@ -3,6 +3,10 @@
 Each component (MLflow server, Airflow api-server, scheduler, dag-processor, triggerer) runs in its own
 process session, so ``down`` can stop it and every child it forked (``airflow standalone`` leaves orphans on
 SIGTERM). Services bind to 127.0.0.1; logs go to ``$RETRAIN_HOME/logs/<component>.log``.
+
+With ``RETRAIN_PROFILE=celery`` (:mod:`retrain.environment`) the same command runs the scale-out profile on one
+host: Airflow metadata and the MLflow store in PostgreSQL, and one Celery worker per queue of
+``configs/deployment.yaml`` (``worker-default``, ``worker-gpu``), each with its own task-instance hostname.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +29,46 @@ from retrain.settings import get_settings
 
 COMPONENTS = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One Celery worker of the scale-out profile on this host."""
+
+    queue: str
+    index: int
+    concurrency: int
+
+    @property
+    def component(self) -> str:
+        return f"worker-{self.queue}" + (f"-{self.index}" if self.index > 1 else "")
+
+    @property
+    def name(self) -> str:
+        """Celery node name and task-instance hostname (``gpu@host``, ``default-2@host``)."""
+        return f"{self.component.removeprefix('worker-')}@{socket.getfqdn()}"
+
+
+def workers() -> list[Worker]:
+    """The Celery workers ``up`` starts here: every queue of ``configs/deployment.yaml``, or only those
+    ``RETRAIN_WORKER_QUEUES`` lists (comma-separated; empty: none). None in the embedded profile."""
+    if not environment.is_scale_out():
+        return []
+    from retrain import config
+
+    kinds = config.deployment().workers
+    chosen = os.environ.get("RETRAIN_WORKER_QUEUES")
+    queues = list(kinds) if chosen is None else [q.strip() for q in chosen.split(",") if q.strip()]
+    unknown = [q for q in queues if q not in kinds]
+    if unknown:
+        raise environment.ProfileError(f"RETRAIN_WORKER_QUEUES names queue(s) {unknown} that configs/deployment.yaml "
+                                       f"does not define (known: {sorted(kinds)})")
+    return [Worker(q, i, kinds[q].concurrency) for q in queues for i in range(1, kinds[q].replicas + 1)]
+
+
+def components() -> tuple[str, ...]:
+    """The processes of this host's stack: the embedded five, plus the Celery workers in the scale-out profile."""
+    return COMPONENTS + tuple(w.component for w in workers())
 
 
 def _bin(name: str) -> str:
@@ -85,10 +130,46 @@ def stack_environment() -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": _jwt_secret(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.airflow_home / "logs"),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": os.environ.get(
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "60"),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def mlflow_artifact_destination() -> str:
+    """Where the MLflow server keeps artifacts: ``RETRAIN_MLFLOW_ARTIFACT_ROOT``, else beside the data (S3 when
+    the data root is S3), else ``$RETRAIN_HOME/mlflow/artifacts``."""
+    settings = get_settings()
+    if not os.environ.get("RETRAIN_MLFLOW_ARTIFACT_ROOT") and settings.is_remote_data:
+        return settings.data("mlflow-artifacts")
+    return settings.mlflow_artifact_root
+
+
+def mlflow_backend_store() -> str:
+    """MLflow's backend store: PostgreSQL (``RETRAIN_MLFLOW_DATABASE_URL``) in the scale-out profile, else SQLite."""
+    url = os.environ.get("RETRAIN_MLFLOW_DATABASE_URL")
+    if url:
+        return environment.sqlalchemy_url(url)
+    if environment.is_scale_out():
+        raise environment.ProfileError("RETRAIN_PROFILE=celery needs RETRAIN_MLFLOW_DATABASE_URL (a PostgreSQL "
+                                       "database of its own: MLflow and Airflow both keep an alembic_version table)")
+    return f"sqlite:///{get_settings().home / 'mlflow' / 'mlflow.db'}"
+
+
+def _mlflow_s3_environment(env: dict[str, str]) -> dict[str, str]:
+    """S3 endpoint and credentials for the MLflow server, from the ``aws_default`` connection when the
+    environment does not name them (clients need none: artifacts go through the server)."""
+    try:
+        conn = json.loads(env.get("AIRFLOW_CONN_AWS_DEFAULT") or "{}")
+    except json.JSONDecodeError:  # a URI-style connection: the AWS_* variables must be set instead
+        return {}
+    extra = conn.get("extra") or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra or "{}")
+    found = {"MLFLOW_S3_ENDPOINT_URL": extra.get("endpoint_url"), "AWS_ACCESS_KEY_ID": conn.get("login"),
+             "AWS_SECRET_ACCESS_KEY": conn.get("password"), "AWS_DEFAULT_REGION": extra.get("region_name")}
+    return {k: str(v) for k, v in found.items() if v and not env.get(k)}
 
 
 def _commands() -> dict[str, list[str]]:
@@ -96,15 +177,31 @@ def _commands() -> dict[str, list[str]]:
     mlflow_dir = get_settings().home / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     airflow = airflow_executable()
-    return {
+    commands = {
         "mlflow": [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(ends.mlflow_port), "--workers", "1",
-                   "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-                   "--artifacts-destination", (mlflow_dir / "artifacts").as_uri()],
+                   "--backend-store-uri", mlflow_backend_store(),
+                   "--artifacts-destination", mlflow_artifact_destination()],
         "api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", str(ends.airflow_port), "--workers", "1"],
         "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
         "dag-processor": [airflow, "dag-processor"],
         "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
     }
+    # One log folder for all workers on this host: no log server (two would clash on port 8793); no mingle or
+    # gossip, which Airflow does not use and which cost every worker a broadcast round at start.
+    for worker in workers():
+        commands[worker.component] = [airflow, "celery", "worker", "--queues", worker.queue,
+                                      "--concurrency", str(worker.concurrency), "--celery-hostname", worker.name,
+                                      "--skip-serve-logs", "--without-mingle", "--without-gossip"]
+    return commands
+
+
+def _component_environment(component: str, env: dict[str, str]) -> dict[str, str]:
+    if component == "mlflow":
+        return env | _mlflow_s3_environment(env)
+    for worker in workers():
+        if worker.component == component:
+            return env | {"RETRAIN_WORKER_NAME": worker.name}
+    return env
 
 
 def setup(*, quiet: bool = True, env: dict[str, str] | None = None) -> None:
@@ -150,10 +247,33 @@ def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, object]:
         return False, str(exc)
 
 
+def _answering_workers(names: list[str]) -> set[str]:
+    """Celery node names among ``names`` that answer a broadcast ping within a second."""
+    from celery import Celery
+
+    env = environment.airflow_environment()
+    prefix = env.get("AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX")
+    app = Celery(broker=env["AIRFLOW__CELERY__BROKER_URL"],
+                 broker_transport_options={"global_keyprefix": prefix} if prefix else {})
+    try:
+        replies = app.control.ping(destination=names, timeout=1.0)
+    except Exception:  # broker unreachable: the workers are not healthy either
+        return set()
+    finally:
+        app.close()
+    return {node for reply in replies for node in reply}
+
+
 def health() -> dict[str, str]:
     """Health of each component as the services report it (or 'down')."""
     ends = endpoints()
-    report = {c: ("running" if _pid(c) else "down") for c in COMPONENTS}
+    report = {c: ("running" if _pid(c) else "down") for c in components()}
+    running = [w for w in workers() if report[w.component] == "running"]
+    if running:
+        answering = _answering_workers([f"celery@{w.name}" for w in running] + [w.name for w in running])
+        for w in running:
+            if w.name in answering or f"celery@{w.name}" in answering:
+                report[w.component] = "healthy"
     ok, _ = _http_ok(f"{ends.mlflow_url}/health")
     report["mlflow"] = "healthy" if ok else report["mlflow"]
     ok, body = _http_ok(f"{ends.airflow_url}/api/v2/monitor/health")
@@ -182,7 +302,8 @@ def up(*, timeout: float = 180.0, quiet: bool = False) -> Endpoints:
         if _pid(component):
             continue
         with open(log_dir / f"{component}.log", "ab") as log:
-            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            process = subprocess.Popen(command, env=_component_environment(component, env), stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        cwd=get_settings().home, start_new_session=True)
         (_run_dir() / f"{component}.pid").write_text(str(process.pid))
     deadline = time.monotonic() + timeout
@@ -190,7 +311,7 @@ def up(*, timeout: float = 180.0, quiet: bool = False) -> Endpoints:
         report = health()
         if all(v == "healthy" for v in report.values()):
             break
-        dead = [c for c in COMPONENTS if report[c] == "down"]
+        dead = [c for c in report if report[c] == "down"]
         if dead:
             raise RuntimeError(f"stack component(s) {dead} exited; see {log_dir}/<component>.log")
         time.sleep(1.0)
@@ -200,14 +321,17 @@ def up(*, timeout: float = 180.0, quiet: bool = False) -> Endpoints:
     if not quiet:
         print(f"Airflow UI   {ends.airflow_url}   login: {ADMIN_USER} / {admin_password()}")
         print(f"MLflow UI    {ends.mlflow_url}")
+        for worker in workers():
+            print(f"worker       {worker.name}   queue {worker.queue}, {worker.concurrency} slot(s)")
         print(f"logs         {log_dir}")
     return ends
 
 
 def down(*, timeout: float = 30.0) -> list[str]:
-    """Stop exactly the process groups ``up`` started (TERM, then KILL after ``timeout``)."""
+    """Stop exactly the process sessions ``up`` started (TERM, then KILL after ``timeout``), workers first."""
     stopped = []
-    for component in reversed(COMPONENTS):
+    started = {path.stem for path in _run_dir().glob("*.pid")}
+    for component in [*sorted(started - set(COMPONENTS)), *reversed(COMPONENTS)]:
         pid = _pid(component)
         if pid is None:
             (_run_dir() / f"{component}.pid").unlink(missing_ok=True)
@@ -220,12 +344,41 @@ def down(*, timeout: float = 30.0) -> list[str]:
     deadline = time.monotonic() + timeout
     for component in stopped:
         pid = int((_run_dir() / f"{component}.pid").read_text())
-        while time.monotonic() < deadline and _group_alive(pid):
+        while time.monotonic() < deadline and (_group_alive(pid) or session_members(pid)):
             time.sleep(0.2)
-        if _group_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+        kill_session(pid)
         (_run_dir() / f"{component}.pid").unlink(missing_ok=True)
     return stopped
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes of the session ``sid``: a task process forked by a worker leaves the worker's process
+    group (the task supervisor gives it its own) but stays in its session."""
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getsid(proc.pid) == sid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return members
+
+
+def kill_session(sid: int) -> list[int]:
+    """SIGKILL every process of the session ``sid`` (what a host crash does to a component); returns their pids."""
+    members = session_members(sid)
+    for pid in members:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(sid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return members
 
 
 def _group_alive(pgid: int) -> bool:

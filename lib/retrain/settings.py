@@ -3,16 +3,20 @@
 Every other module asks :func:`get_settings` instead of reading environment variables, so switching between
 the embedded default and the scale-out profile is a change of environment, not of code.
 
-=====================  ====================================================  ===============================
-variable               meaning                                               default
-=====================  ====================================================  ===============================
-RETRAIN_HOME           state of the embedded stack (Airflow home, MLflow)    ``.retrain/`` in the checkout
-RETRAIN_DATA_ROOT      landing/, curated/, quarantine/, archive/, work/      ``$RETRAIN_HOME/data``
-                       (a local path or an ``s3://bucket/prefix`` URI)
-RETRAIN_CONFIG_DIR     workload and promotion YAML                           ``configs/`` in the checkout
-RETRAIN_EXPECTATIONS   Great Expectations suites                             ``expectations/`` in the checkout
-MLFLOW_TRACKING_URI    tracking server or store                              SQLite under ``$RETRAIN_HOME``
-=====================  ====================================================  ===============================
+=======================  ====================================================  =================================
+variable                 meaning                                               default
+=======================  ====================================================  =================================
+RETRAIN_HOME             state of the embedded stack (Airflow home, MLflow)    ``.retrain/`` in the checkout
+RETRAIN_DATA_ROOT        landing/, curated/, quarantine/, archive/, work/      ``$RETRAIN_HOME/data``
+                         (a local path or an ``s3://bucket/prefix`` URI)
+RETRAIN_CONFIG_DIR       workload and promotion YAML                           ``configs/`` in the checkout
+RETRAIN_EXPECTATIONS     Great Expectations suites                             ``expectations/`` in the checkout
+MLFLOW_TRACKING_URI      tracking server or store                              SQLite under ``$RETRAIN_HOME``
+RETRAIN_STORAGE_CONN_ID  Airflow connection of an ``s3://`` data root          ``aws_default``
+RETRAIN_ARRIVALS         ``sensor``: ingest DAGs wait on the landing folder;   ``sensor``
+                         ``sqs``: S3 notifications on an SQS queue start them
+RETRAIN_SQS_QUEUE_URL    the queue S3 sends landing notifications to (sqs)     none
+=======================  ====================================================  =================================
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from retrain.errors import ConfigError
+
+ARRIVAL_MODES = ("sensor", "sqs")
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -57,10 +65,18 @@ class Settings:
     dags_dir: Path
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
+    storage_conn_id: str = "aws_default"
+    arrivals: str = "sensor"
+    sqs_queue_url: str | None = None
 
     @property
     def is_remote_data(self) -> bool:
         return "://" in self.data_root and not self.data_root.startswith("file://")
+
+    @property
+    def event_driven_arrivals(self) -> bool:
+        """True in the scale-out profile where S3 notifications on SQS, not sensors, start the ingest DAGs."""
+        return self.arrivals == "sqs"
 
     def data(self, *parts: str) -> str:
         """A location under the data root (a local path string or an ``s3://`` URI)."""
@@ -117,6 +133,13 @@ def get_settings() -> Settings:
     elif data_root.startswith("file://"):
         data_root = data_root[len("file://"):]
     mlflow_dir = home / "mlflow"
+    arrivals = os.environ.get("RETRAIN_ARRIVALS") or "sensor"
+    queue_url = os.environ.get("RETRAIN_SQS_QUEUE_URL") or None
+    if arrivals not in ARRIVAL_MODES:
+        raise ConfigError(f"RETRAIN_ARRIVALS must be one of {ARRIVAL_MODES} (observed {arrivals!r})")
+    if arrivals == "sqs" and not (queue_url and data_root.startswith("s3://")):
+        raise ConfigError("RETRAIN_ARRIVALS=sqs needs RETRAIN_SQS_QUEUE_URL and an s3:// RETRAIN_DATA_ROOT "
+                          f"(observed queue {queue_url!r}, data root {data_root!r})")
     return Settings(
         home=home,
         data_root=data_root,
@@ -125,6 +148,9 @@ def get_settings() -> Settings:
         dags_dir=_env_path("RETRAIN_DAGS_DIR", root / "dags"),
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
         mlflow_artifact_root=os.environ.get("RETRAIN_MLFLOW_ARTIFACT_ROOT") or (mlflow_dir / "artifacts").as_uri(),
+        storage_conn_id=os.environ.get("RETRAIN_STORAGE_CONN_ID") or "aws_default",
+        arrivals=arrivals,
+        sqs_queue_url=queue_url,
     )
 
 

@@ -1,12 +1,16 @@
 """One storage layer for local paths and object-store URIs.
 
 Locations are plain strings: a local path (``/data/curated/x``) or a URI (``s3://bucket/curated/x``). Local
-paths go through fsspec's local filesystem; ``s3://`` goes through Airflow's ``ObjectStoragePath`` so the
-amazon provider's ``aws_default`` connection (or ``RETRAIN_STORAGE_CONN_ID``) supplies credentials and endpoint.
+paths use the OS; ``s3://`` goes through the amazon provider's ``S3Hook``, so the Airflow connection
+``aws_default`` (or ``RETRAIN_STORAGE_CONN_ID``) supplies credentials, region and endpoint (``extra.endpoint_url``
+for S3-compatible stores). A connection that is not defined, or one that yields no credentials, is a
+:class:`StorageConnectionError` naming it, never a silent fall-back to anonymous access.
 
 Atomicity: :func:`write_bytes` replaces a file in one step, and :func:`staged_directory` builds a directory
 under a temporary name and renames it into place. Object stores have no rename, so there the contract is
-"manifest last": a snapshot exists only once its manifest does (see :mod:`retrain.snapshots`).
+"manifest last": a snapshot exists only once its manifest does (see :mod:`retrain.snapshots`), and
+:func:`move` is copy-then-delete: the source goes only once every copy exists, so a retry after a crash at
+any point simply repeats the move.
 """
 
 from __future__ import annotations
@@ -19,13 +23,29 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import unquote
 
-from retrain.errors import LandingPathError
+from retrain.errors import ConfigError, LandingPathError
+from retrain.settings import get_settings
 
 _CHUNK = 1 << 20
+_SPOOL = 64 << 20  # remote reads stay in memory up to this size, then spill to a temporary file
+
+
+class StorageConnectionError(ConfigError):
+    """The object store's Airflow connection is missing or gives no credentials (a retry cannot fix it)."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    location: str
+    size: int
+    modified: datetime
+    etag: str | None  # object stores only (unquoted)
 
 
 def is_local(location: str) -> bool:
@@ -36,13 +56,95 @@ def _local(location: str) -> Path:
     return Path(from_uri(location))
 
 
-def _remote(location: str):
-    """(fsspec filesystem, path) for an object-store URI, through the amazon provider's connection."""
-    from airflow.sdk import ObjectStoragePath  # only the scale-out profile pays for this import
+def _s3(location: str) -> tuple[_S3, str, str]:
+    """(store, bucket, key) for an ``s3://`` URI."""
+    scheme, _, rest = location.partition("://")
+    if scheme not in ("s3", "s3a"):
+        raise ConfigError(f"{location}: unsupported storage scheme {scheme!r} (rule: local paths, file:// or s3://)")
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ConfigError(f"{location}: an s3:// location must name a bucket")
+    return _store(), bucket, key.strip("/")
 
-    conn_id = os.environ.get("RETRAIN_STORAGE_CONN_ID", "aws_default")
-    path = ObjectStoragePath(location, conn_id=conn_id)
-    return path.fs, path.path if hasattr(path, "path") else location.split("://", 1)[1]
+
+def conn_id() -> str:
+    """The Airflow connection that reaches the object store."""
+    return get_settings().storage_conn_id
+
+
+def _store() -> _S3:
+    conn = conn_id()
+    # keyed on the connection's definition too, so a changed AIRFLOW_CONN_* (tests, a new endpoint) gets a new client
+    key = (conn, os.environ.get(f"AIRFLOW_CONN_{conn.upper()}"))
+    store = _STORES.get(key)
+    if store is None:
+        store = _STORES[key] = _S3(conn)
+    return store
+
+
+def reset_connections() -> None:
+    """Forget cached object-store clients (after the connection's definition changed)."""
+    _STORES.clear()
+
+
+class _S3:
+    """The object-store calls this module needs, on one boto3 S3 client from the provider's ``S3Hook``."""
+
+    def __init__(self, conn: str):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # only the scale-out profile pays for this import
+
+        try:
+            from airflow.sdk import BaseHook
+
+            BaseHook.get_connection(conn)
+        except Exception as exc:  # AirflowNotFoundException, or no way to look connections up at all
+            raise StorageConnectionError(
+                f"Airflow connection {conn!r} is not defined (rule: an s3:// data root needs that connection, e.g. "
+                f"AIRFLOW_CONN_{conn.upper()} or RETRAIN_STORAGE_CONN_ID; observed: {type(exc).__name__}: {exc})"
+            ) from None
+        hook = S3Hook(aws_conn_id=conn)
+        if hook.get_session().get_credentials() is None:
+            raise StorageConnectionError(
+                f"Airflow connection {conn!r} yields no AWS credentials (rule: set login/password or "
+                "extra.aws_access_key_id, a role, or the AWS_* environment; anonymous access is refused)"
+            )
+        self.conn = conn
+        self.client = hook.get_conn()
+
+    def head(self, bucket: str, key: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        if not key:
+            return None
+        try:
+            return self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def pages(self, bucket: str, prefix: str, delimiter: str | None = None):
+        kwargs = {"Bucket": bucket, "Prefix": prefix} | ({"Delimiter": delimiter} if delimiter else {})
+        yield from self.client.get_paginator("list_objects_v2").paginate(**kwargs)
+
+    def objects(self, bucket: str, key: str) -> list[dict]:
+        """Every object under ``key/`` (recursively), as list entries (``Key``, ``Size``, ``ETag``, ...)."""
+        prefix = f"{key}/" if key else ""
+        return [obj for page in self.pages(bucket, prefix) for obj in page.get("Contents", [])]
+
+    def has_children(self, bucket: str, key: str) -> bool:
+        page = self.client.list_objects_v2(Bucket=bucket, Prefix=f"{key}/" if key else "", MaxKeys=1)
+        return page.get("KeyCount", 0) > 0
+
+    def delete(self, bucket: str, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            response = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            if response.get("Errors"):
+                raise OSError(f"s3://{bucket}: could not delete {response['Errors'][:3]}")
+
+
+_STORES: dict[tuple[str, str | None], _S3] = {}
 
 
 def from_uri(uri: str) -> str:
@@ -75,8 +177,8 @@ def safe_child(folder: str, file_name: str) -> str:
 def exists(location: str) -> bool:
     if is_local(location):
         return _local(location).exists()
-    fs, path = _remote(location)
-    return fs.exists(path)
+    store, bucket, key = _s3(location)
+    return store.head(bucket, key) is not None or store.has_children(bucket, key)
 
 
 def listdir(location: str) -> list[str]:
@@ -84,24 +186,47 @@ def listdir(location: str) -> list[str]:
     if is_local(location):
         folder = _local(location)
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    fs, path = _remote(location)
-    if not fs.exists(path):
-        return []
-    return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))
+    store, bucket, key = _s3(location)
+    prefix = f"{key}/" if key else ""
+    names = set()
+    for page in store.pages(bucket, prefix, delimiter="/"):
+        names.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+        names.update(o["Key"][len(prefix):] for o in page.get("Contents", []))
+    names.discard("")  # a "folder" placeholder object
+    return sorted(names)
+
+
+def list_files(location: str) -> list[FileInfo]:
+    """Every file under a folder, recursively, with size and modification time; an absent folder is empty."""
+    if is_local(location):
+        folder = _local(location)
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            stat = path.stat()
+            found.append(FileInfo(str(path), stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc), None))
+        return found
+    store, bucket, key = _s3(location)
+    return [FileInfo(f"s3://{bucket}/{o['Key']}", int(o["Size"]), o["LastModified"], o.get("ETag", "").strip('"'))
+            for o in store.objects(bucket, key)]
 
 
 def isdir(location: str) -> bool:
     if is_local(location):
         return _local(location).is_dir()
-    fs, path = _remote(location)
-    return fs.isdir(path)
+    store, bucket, key = _s3(location)
+    return store.has_children(bucket, key)
 
 
 def size(location: str) -> int:
     if is_local(location):
         return _local(location).stat().st_size
-    fs, path = _remote(location)
-    return int(fs.size(path))
+    store, bucket, key = _s3(location)
+    head = store.head(bucket, key)
+    if head is None:
+        raise FileNotFoundError(location)
+    return int(head["ContentLength"])
 
 
 def makedirs(location: str) -> None:
@@ -116,8 +241,19 @@ def open_read(location: str) -> Iterator[IO[bytes]]:
         with open(_local(location), "rb") as handle:
             yield handle
     else:
-        fs, path = _remote(location)
-        with fs.open(path, "rb") as handle:
+        store, bucket, key = _s3(location)
+        from botocore.exceptions import ClientError
+
+        try:
+            body = store.client.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise FileNotFoundError(location) from None
+            raise
+        # parquet readers seek: spool the object (memory up to _SPOOL bytes, then a temporary file)
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL) as handle:
+            shutil.copyfileobj(body, handle, _CHUNK)
+            handle.seek(0)
             yield handle
 
 
@@ -147,8 +283,8 @@ def write_bytes(location: str, data: bytes) -> None:
                 os.unlink(tmp)
             raise
     else:
-        fs, path = _remote(location)
-        fs.pipe_file(path, data)  # a single PUT is atomic on S3
+        store, bucket, key = _s3(location)
+        store.client.put_object(Bucket=bucket, Key=key, Body=data)  # a single PUT is atomic on S3
 
 
 def write_text(location: str, text: str) -> None:
@@ -164,26 +300,53 @@ def sha256(location: str) -> str:
 
 
 def copy(src: str, dst: str) -> None:
-    """Copy a file; the destination appears atomically."""
+    """Copy a file; the destination appears atomically (server-side within one object store)."""
     if is_local(src) and is_local(dst):
         target = _local(dst)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
         shutil.copyfile(_local(src), tmp)
         os.replace(tmp, target)
+    elif not is_local(src) and not is_local(dst):
+        store, bucket, key = _s3(src)
+        _, dst_bucket, dst_key = _s3(dst)
+        store.client.copy({"Bucket": bucket, "Key": key}, dst_bucket, dst_key)  # managed: multipart above 8 MB
     else:
         write_bytes(dst, read_bytes(src))
 
 
 def move(src: str, dst: str) -> None:
-    """Move a file. Locally a rename; elsewhere copy then delete, so the source goes only once the copy exists."""
+    """Move a file or a folder.
+
+    Locally one rename. On an object store: copy every object, then delete the sources; a crash anywhere
+    leaves the sources (or what is left of them) in place and every copy made so far intact, so calling
+    ``move`` again finishes the job. Raises FileNotFoundError when there is nothing at ``src``.
+    """
     if is_local(src) and is_local(dst):
         target = _local(dst)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(_local(src), target)
-    else:
+        return
+    if is_local(src) or is_local(dst):
+        if isdir(src):
+            for child in listdir(src):
+                move(join(src, child), join(dst, child))
+            remove(src, recursive=True)
+        else:
+            copy(src, dst)
+            remove(src)
+        return
+    store, bucket, key = _s3(src)
+    if store.head(bucket, key) is not None:
         copy(src, dst)
-        remove(src)
+        store.delete(bucket, [key])
+        return
+    objects = store.objects(bucket, key)
+    if not objects:
+        raise FileNotFoundError(src)
+    for obj in objects:
+        copy(f"s3://{bucket}/{obj['Key']}", join(dst, obj["Key"][len(key) + 1:]))
+    store.delete(bucket, [obj["Key"] for obj in objects])
 
 
 def remove(location: str, recursive: bool = False) -> None:
@@ -197,9 +360,11 @@ def remove(location: str, recursive: bool = False) -> None:
         elif path.exists():
             path.unlink()
     else:
-        fs, path = _remote(location)
-        if fs.exists(path):
-            fs.rm(path, recursive=recursive)
+        store, bucket, key = _s3(location)
+        if store.head(bucket, key) is not None:
+            store.delete(bucket, [key])
+        elif recursive:
+            store.delete(bucket, [obj["Key"] for obj in store.objects(bucket, key)])
 
 
 @contextlib.contextmanager

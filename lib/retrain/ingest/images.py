@@ -81,7 +81,7 @@ def load_splits(snapshot: snapshots.Snapshot) -> dict[str, tuple[np.ndarray, np.
 def _read_folder(location: str) -> dict[str, bytes]:
     if not storage.isdir(location):
         raise DataFormatError(storage.name(location), "an image drop is a folder of the dataset's files", "a single file")
-    return {name: storage.read_bytes(storage.join(location, name)) for name in storage.listdir(location)}
+    return {name: storage.read_bytes(storage.join(location, name)) for name in landing.data_files(location)}
 
 
 def ingest_drop(dataset: str, drop: str, run_id: str) -> IngestResult:

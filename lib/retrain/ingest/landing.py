@@ -9,6 +9,10 @@ Life of a landed file ``landing/<dataset>/<name>``:
    *quarantine*: renamed to ``quarantine/<dataset>/<name>`` with ``<name>.reason.json`` beside it.
 
 A landed file is never deleted, and it leaves the landing zone only by rename.
+
+On an object store there is no rename: every move is copy-then-delete (see :func:`retrain.storage.move`), and
+a folder (an image drop, a tick partition) is complete once its ``_SUCCESS`` object exists, written last by
+:func:`land`; until then it is not pending. A claim that crashed half-way is finished by the retry.
 """
 
 from __future__ import annotations
@@ -21,13 +25,35 @@ from retrain.assets import data_asset
 from retrain.errors import DataFormatError, LandingPathError
 from retrain.settings import get_settings
 
+DROP_COMPLETE = "_SUCCESS"  # on object stores: written last into a landed folder, so a drop appears at once
+
+
 def landing_folder(dataset: str) -> str:
     return get_settings().landing(data_asset(dataset).name)
 
 
 def pending(dataset: str) -> list[str]:
-    """Names waiting in the landing folder, oldest name first; dotfiles are uploads in progress."""
-    return [n for n in storage.listdir(landing_folder(dataset)) if not n.startswith(".")]
+    """Names waiting in the landing folder, in name order; dotfiles are uploads in progress, and on an object
+    store a folder waits until its ``_SUCCESS`` marker is there."""
+    folder = landing_folder(dataset)
+    if storage.is_local(folder):
+        return [n for n in storage.listdir(folder) if not n.startswith(".")]
+    names, complete = set(), set()
+    for info in storage.list_files(folder):
+        relative = info.location[len(folder) + 1:]
+        top, _, rest = relative.partition("/")
+        if top.startswith("."):
+            continue
+        if not rest:
+            names.add(top)
+        elif rest == DROP_COMPLETE:
+            complete.add(top)
+    return sorted(names | complete)
+
+
+def data_files(folder: str) -> list[str]:
+    """Names of the data files of a landed folder (its completion marker left out)."""
+    return [n for n in storage.listdir(folder) if n != DROP_COMPLETE and not n.startswith(".")]
 
 
 def land(dataset: str, source: str, name: str | None = None) -> str:
@@ -36,8 +62,10 @@ def land(dataset: str, source: str, name: str | None = None) -> str:
     target = storage.safe_child(landing_folder(dataset), name or storage.name(source))
     if storage.isdir(source):
         with storage.staged_directory(target) as staging:
-            for child in storage.listdir(source):
+            for child in data_files(source):
                 storage.copy(storage.join(source, child), storage.join(staging, child))
+            if not storage.is_local(target):
+                storage.write_bytes(storage.join(target, DROP_COMPLETE), b"")  # last: the drop is complete
     else:
         storage.copy(source, target)
     return target
@@ -47,7 +75,14 @@ def claim(dataset: str, file_name: str, run_id: str) -> str:
     """Move a landed file into this run's work folder (idempotent for retries). Returns the claimed location."""
     source = storage.safe_child(landing_folder(dataset), file_name)
     claimed = storage.safe_child(get_settings().ingest_work(run_id, dataset), file_name)
-    if storage.exists(claimed):
+    if storage.is_local(source):
+        if storage.exists(claimed):
+            return claimed  # a rename is atomic: a file of this name in landing now is a new arrival
+    elif storage.exists(source):
+        # copy-then-delete: a source still there means the claim did not finish (or never started); repeat it
+        storage.move(source, claimed)
+        return claimed
+    elif storage.exists(claimed):
         return claimed
     if not storage.exists(source):
         raise LandingPathError(f"{source}: landed file is gone and was not claimed by run {run_id!r}")

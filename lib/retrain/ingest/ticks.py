@@ -44,14 +44,16 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
     name = folder(partition)
     landed = storage.join(landing.landing_folder(DATASET), name)
     claimed = storage.join(get_settings().ingest_work(run_id, DATASET), name)
-    if storage.exists(landed) and not storage.exists(claimed):
+    # locally a claim is one rename; on an object store a partition still in landing means the copy-then-delete
+    # claim did not finish, so it is repeated
+    if storage.exists(landed) and (not storage.is_local(landed) or not storage.exists(claimed)):
         storage.move(landed, claimed)
     if not storage.exists(claimed):
         existing = snapshots.load(DATASET, "", partition)
         if existing is not None and existing.manifest.get("produced_by", {}).get("run_id") == run_id:
             return IngestResult("resumed", existing)  # a retry after this run committed and archived
         raise DataFormatError(f"landing/ticks/{name}", "a partition's files must have landed", "no files")
-    files = [(n, storage.read_bytes(storage.join(claimed, n))) for n in storage.listdir(claimed)]
+    files = [(n, storage.read_bytes(storage.join(claimed, n))) for n in landing.data_files(claimed)]
     try:
         table = ticks.normalize_partition(files, partition)
     except DataFormatError as exc:

@@ -1,9 +1,11 @@
 """
 ### ingest_mnist, ingest_cifar10
 
-**Trigger:** each runs continuously; a run waits (deferred in the triggerer, holding no worker slot) until a
-drop folder appears in the landing zone's `mnist/` or `cifar10/` folder (`retrain land mnist DIR` copies one
-in atomically).
+**Trigger:** by default each runs continuously; a run waits (deferred in the triggerer, holding no worker slot)
+until a drop folder appears in the landing zone's `mnist/` or `cifar10/` folder (`retrain land mnist DIR`
+copies one in atomically; on S3 a drop is complete once its `_SUCCESS` object is written, last). In the sqs
+profile (`RETRAIN_ARRIVALS=sqs`) each is scheduled on its `landing.<dataset>` asset instead, which
+`route_arrivals` feeds from S3 notifications; a run takes exactly the drops its events name.
 
 **Produces:** for every drop, an immutable curated snapshot (`curated/<dataset>/version=<id>/`: `.npy`
 arrays + manifest) that includes every earlier drop's images, and one `mnist` or `cifar10` asset event whose
@@ -19,7 +21,6 @@ with a `.reason.json` and fails its task without retry.
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, task
 
 from retrain import config, orchestration
@@ -30,28 +31,25 @@ for dataset in ("mnist", "cifar10"):
     asset = orchestration.data_asset(dataset)
     with DAG(
         dag_id=f"ingest_{dataset}",
-        schedule="@continuous",
+        schedule=orchestration.landing_schedule(dataset),
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         doc_md=__doc__,
         params={"workload": "ingest"},
         **orchestration.dag_kwargs("ingest"),
     ):
-        wait_for_landing = FileSensor(
+        wait_for_landing = orchestration.landing_sensor(
+            dataset,
+            folder=True,
             task_id="wait_for_landing",
             doc=f"Waits for a drop folder in landing/{dataset}/.",
-            fs_conn_id="retrain_landing",
-            filepath=f"{dataset}/*",
-            deferrable=True,
             poke_interval=ingest_cfg.poke_interval_seconds,
             timeout=ingest_cfg.wait_timeout_hours * 3600,
         )
 
         @task
-        def list_landed(dataset: str = dataset) -> list[str]:
-            """Names of the drops waiting in the landing folder."""
-            from retrain.ingest import landing
-
-            return landing.pending(dataset)
+        def list_landed(dataset: str = dataset, **context) -> list[str]:
+            """Names of the drops this run ingests (those its events name, or all waiting in the landing folder)."""
+            return orchestration.landed_names(context, dataset)
 
         @task(outlets=[asset])
         @orchestration.permanent_errors_fail_fast
@@ -69,5 +67,6 @@ for dataset in ("mnist", "cifar10"):
             return extra
 
         drops = list_landed()
-        wait_for_landing >> drops
+        if wait_for_landing is not None:
+            wait_for_landing >> drops
         ingest.expand(drop=drops)

@@ -1,8 +1,10 @@
 """
 ### ingest_power
 
-**Trigger:** runs continuously; each run waits (deferred in the triggerer, holding no worker slot) until
-files appear in the landing zone's `household_power/` folder.
+**Trigger:** by default it runs continuously; each run waits (deferred in the triggerer, holding no worker slot)
+until files appear in the landing zone's `household_power/` folder. In the sqs profile (`RETRAIN_ARRIVALS=sqs`)
+it is scheduled on the `landing.household_power` asset instead: `route_arrivals` emits one event per batch of
+S3 notifications, and a run takes exactly the objects its events name (a manual run: everything waiting).
 
 **Produces:** for every landed UCI power file, an immutable curated snapshot
 (`curated/household_power/version=<sha>/`: parquet + manifest) and one `household_power` asset event whose
@@ -15,7 +17,6 @@ parsed goes to `quarantine/household_power/` with a `.reason.json` beside it and
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, task
 
 from retrain import config, orchestration
@@ -26,28 +27,24 @@ ingest_cfg = config.load("ingest")
 
 with DAG(
     dag_id="ingest_power",
-    schedule="@continuous",
+    schedule=orchestration.landing_schedule(DATASET),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={"workload": "ingest"},
     **orchestration.dag_kwargs("ingest"),
 ):
-    wait_for_landing = FileSensor(
+    wait_for_landing = orchestration.landing_sensor(
+        DATASET,
         task_id="wait_for_landing",
         doc="Waits for any file in landing/household_power/.",
-        fs_conn_id="retrain_landing",
-        filepath=f"{DATASET}/*",
-        deferrable=True,
         poke_interval=ingest_cfg.poke_interval_seconds,
         timeout=ingest_cfg.wait_timeout_hours * 3600,
     )
 
     @task
-    def list_landed() -> list[str]:
-        """Names of the files waiting in landing/household_power/."""
-        from retrain.ingest import landing
-
-        return landing.pending(DATASET)
+    def list_landed(**context) -> list[str]:
+        """Names of the files this run ingests (those its events name, or all waiting in landing/household_power/)."""
+        return orchestration.landed_names(context, DATASET)
 
     @task(outlets=[HOUSEHOLD_POWER])
     @orchestration.permanent_errors_fail_fast
@@ -65,5 +62,6 @@ with DAG(
         return extra
 
     files = list_landed()
-    wait_for_landing >> files
+    if wait_for_landing is not None:
+        wait_for_landing >> files
     ingest.expand(file_name=files)

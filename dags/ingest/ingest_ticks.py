@@ -5,9 +5,11 @@
 (`YYYY-MM-DD`). `airflow backfill create --dag-id ingest_ticks --from-date … --to-date …` (or
 `retrain backfill ticks FROM TO`) rebuilds exactly a range of partitions, at most `max_active_runs` at a time.
 
-**Steps:** wait, deferred in the triggerer, for `landing/ticks/date=<key>/` (CSV or parquet files; a partition
-that never lands times out with a clear message and fails only its own run) → normalise into sorted
-hive-style parquet `curated/ticks/date=<key>/` with a manifest, replacing an earlier build atomically.
+**Steps:** wait, deferred in the triggerer, for `landing/ticks/date=<key>/` (CSV or parquet files; on an S3 data
+root, for its `_SUCCESS` object, written last; a partition that never lands times out with a clear message and
+fails only its own run) → normalise into sorted hive-style parquet `curated/ticks/date=<key>/` with a manifest,
+replacing an earlier build atomically. S3 notifications play no part here, even in the sqs profile: the
+timetable already says when a partition is due, and the wait is one cheap deferred check.
 
 **Produces:** a `ticks` asset event for that partition (partition key set), only when its content changed.
 """
@@ -15,7 +17,6 @@ hive-style parquet `curated/ticks/date=<key>/` with a manifest, replacing an ear
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, CronPartitionTimetable, Param, task
 
 from retrain import config, orchestration
@@ -32,12 +33,12 @@ with DAG(
     params={"workload": "ingest", "partition": Param(None, type=["null", "string"], description="Manual run: YYYY-MM-DD")},
     **(orchestration.dag_kwargs("ingest") | {"max_active_runs": 3}),
 ):
-    wait_for_partition = FileSensor(
+    wait_for_partition = orchestration.landing_sensor(
+        "ticks",
+        "date={{ dag_run.partition_key or params.partition }}",
+        folder=True,
         task_id="wait_for_partition",
         doc="Waits for landing/ticks/date=<partition key>/.",
-        fs_conn_id="retrain_landing",
-        filepath="ticks/date={{ dag_run.partition_key or params.partition }}/*",
-        deferrable=True,
         poke_interval=ingest_cfg.poke_interval_seconds,
         timeout=int(wait_hours * 3600),
     )

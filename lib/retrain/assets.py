@@ -5,6 +5,8 @@ objects; DAG files refer to catalog names, never to literal URIs.
 
 Data assets live under ``$RETRAIN_DATA_ROOT/curated/<name>`` (``file://`` locally, ``s3://`` in scale-out).
 Model assets use the ``x-mlflow://`` scheme: ``x-mlflow://models/<registered model>/<candidate|champion>``.
+Arrival assets (the sqs profile): ``landing_arrivals`` is fed by the SQS watcher (``x-sqs://<queue name>``);
+``landing.<dataset>`` (``$RETRAIN_DATA_ROOT/landing/<dataset>``) names the landed objects an ingest run takes.
 """
 
 from __future__ import annotations
@@ -77,6 +79,31 @@ def _model_asset(model: str, stage: str) -> ModelAsset:
 
 CANDIDATE_ASSETS: dict[str, ModelAsset] = {m: _model_asset(m, "candidate") for m in MODELS}
 CHAMPION_ASSETS: dict[str, ModelAsset] = {m: _model_asset(m, "champion") for m in MODELS}
+
+
+@dataclass(frozen=True)
+class LandingAsset:
+    dataset: str
+
+    @property
+    def name(self) -> str:
+        return f"landing.{self.dataset}"
+
+    @property
+    def uri(self) -> str:
+        settings = get_settings()
+        return settings.uri(settings.landing(self.dataset))
+
+
+# datasets whose arrivals are routed from S3 notifications (ticks land on their partition timetable instead)
+LANDING_ASSETS: dict[str, LandingAsset] = {ds: LandingAsset(ds) for ds in ("household_power", "mnist", "cifar10")}
+ARRIVALS_ASSET = "landing_arrivals"
+
+
+def arrivals_uri() -> str:
+    """The SQS-fed asset's URI: the queue's name (``.../<account>/<name>``), never the endpoint."""
+    queue_url = get_settings().sqs_queue_url or "unset"
+    return "x-sqs://" + queue_url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def data_asset(name: str) -> DataAsset:

@@ -93,9 +93,20 @@ class WorkloadConfig(Strict):
     tags: list[str] = Field(default_factory=list)
 
 
+class ArrivalsConfig(Strict):
+    """The sqs profile: how the SQS watcher polls, and the reconciliation sweep of the landing zone."""
+
+    sqs_wait_seconds: int = Field(10, ge=0, le=20)  # long poll: a receive returns as soon as a message is there
+    sqs_max_messages: int = Field(10, ge=1, le=10)  # messages per asset event (SQS returns at most 10)
+    sqs_idle_seconds: int = Field(0, ge=0, le=300)  # pause after a receive that returned nothing
+    reconcile_cron: str = "*/10 * * * *"
+    reconcile_min_age_minutes: int = Field(10, ge=0)  # an object waiting this long with no event gets one
+
+
 class IngestConfig(WorkloadConfig):
     poke_interval_seconds: int = Field(5, gt=0)
     wait_timeout_hours: int = Field(24, gt=0)
+    arrivals: ArrivalsConfig = Field(default_factory=ArrivalsConfig)
 
 
 class TabularConfig(WorkloadConfig):

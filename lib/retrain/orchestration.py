@@ -246,3 +246,109 @@ def ensure_pools(sizes: Mapping[str, int] | None = None) -> None:
     for name, slots in wanted.items():
         Pool.create_or_update_pool(name=name, slots=slots, description=f"retrain {name} workloads",
                                    include_deferred=False)
+
+
+# --- arrivals: the landing folder (sensor profile) or S3 notifications on SQS (sqs profile) ---------------
+
+LANDING_ALIAS = "retrain_landing"
+
+
+def landing_alias():
+    """The alias the router emits ``landing.<dataset>`` events through (only the datasets that got objects)."""
+    from airflow.sdk import AssetAlias
+
+    return AssetAlias(name=LANDING_ALIAS)
+
+
+def event_driven_arrivals() -> bool:
+    from retrain.settings import get_settings
+
+    return get_settings().event_driven_arrivals
+
+
+def landing_asset(dataset: str) -> Asset:
+    spec = assets.LANDING_ASSETS[dataset]
+    return Asset(name=spec.name, uri=spec.uri, group="landing", extra={"dataset": dataset})
+
+
+def landing_schedule(dataset: str):
+    """An ingest DAG's schedule: its ``landing.<dataset>`` asset (sqs profile), else ``@continuous`` + sensor."""
+    return landing_asset(dataset) if event_driven_arrivals() else "@continuous"
+
+
+def landing_sensor(dataset: str, subpath: str = "*", *, folder: bool = False, **kwargs):
+    """A deferrable wait for ``landing/<dataset>/<subpath>`` (a folder: for its ``_SUCCESS`` on an object store):
+    a FileSensor on the local landing folder, an S3KeySensor on an ``s3://`` one; None in the sqs profile,
+    where events, not a sensor, start the run. ``kwargs`` go to the sensor (task_id, doc, timeout, ...)."""
+    from retrain.settings import get_settings
+
+    settings = get_settings()
+    if event_driven_arrivals() and dataset in assets.LANDING_ASSETS:
+        return None
+    if not settings.is_remote_data:
+        from airflow.providers.standard.sensors.filesystem import FileSensor
+
+        return FileSensor(fs_conn_id="retrain_landing", filepath=f"{dataset}/{subpath}" + ("/*" if folder else ""),
+                          deferrable=True, **kwargs)
+    from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+
+    from retrain.ingest.landing import DROP_COMPLETE
+
+    return S3KeySensor(bucket_key=settings.landing(dataset, subpath, DROP_COMPLETE if folder else ""),
+                       wildcard_match=True, aws_conn_id=settings.storage_conn_id, deferrable=True, **kwargs)
+
+
+def landed_names(context: Mapping[str, Any], dataset: str) -> list[str]:
+    """What an ingest run takes: the names its landing events name that are still waiting (sqs profile),
+    else (sensor profile, or a manual run) every name waiting in the landing folder."""
+    from retrain.ingest import landing
+
+    triggering = context.get("triggering_asset_events") or {}
+    events = []
+    if event_driven_arrivals():
+        try:
+            events = [dict(e.extra) for e in triggering[landing_asset(dataset)]]
+        except KeyError:
+            events = []
+    if not events:
+        return landing.pending(dataset)
+    from retrain import arrivals
+
+    return arrivals.select(dataset, events)
+
+
+def arrivals_schedule():
+    """``route_arrivals``' schedule: each SQS batch (the watched ``landing_arrivals`` asset) or the reconcile
+    cron (sqs profile); None elsewhere."""
+    if not event_driven_arrivals():
+        return None
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+    from airflow.sdk import AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable
+
+    from retrain.settings import get_settings
+
+    settings, cfg = get_settings(), config.load("ingest").arrivals
+    trigger = MessageQueueTrigger(scheme="sqs", sqs_queue=settings.sqs_queue_url, aws_conn_id=settings.storage_conn_id,
+                                  max_messages=cfg.sqs_max_messages, wait_time_seconds=cfg.sqs_wait_seconds,
+                                  waiter_delay=cfg.sqs_idle_seconds)
+    watched = Asset(name=assets.ARRIVALS_ASSET, uri=assets.arrivals_uri(), group="landing",
+                    watchers=[AssetWatcher(name=f"{assets.ARRIVALS_ASSET}_sqs", trigger=trigger)])
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.reconcile_cron, timezone="UTC"), assets=watched)
+
+
+def route_arrivals(context: Mapping[str, Any]) -> dict:
+    """The router task: an SQS-triggered run routes its message batches, a scheduled run sweeps the landing zone;
+    either way, one ``landing.<dataset>`` event per dataset with objects to ingest."""
+    from retrain import arrivals
+
+    triggering = context.get("triggering_asset_events") or {}
+    extras = [dict(e.extra) for asset, events in triggering.items() if getattr(asset, "name", None) == assets.ARRIVALS_ASSET
+              for e in events]
+    if extras:
+        result = arrivals.dispatch(arrivals.message_bodies(extras), context["run_id"])
+    else:
+        minutes = config.load("ingest").arrivals.reconcile_min_age_minutes
+        result = arrivals.sweep(context["run_id"], timedelta(minutes=minutes))
+    for dataset, extra in result.events.items():
+        context["outlet_events"][landing_alias()].add(landing_asset(dataset), extra=extra)
+    return result.summary()

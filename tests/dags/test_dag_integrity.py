@@ -29,7 +29,7 @@ def test_every_dag_file_imports(dagbag):
     assert {Path(d.fileloc).name for d in dagbag.dags.values()} == {f.name for f in DAG_FILES}
 
 
-DAG_IDS = ["ingest_power", "ingest_mnist", "ingest_cifar10", "ingest_ticks", "tabular_ml_training",
+DAG_IDS = ["ingest_power", "ingest_mnist", "ingest_cifar10", "ingest_ticks", "route_arrivals", "tabular_ml_training",
            "image_dl_training", "time_series_training", "promote_models", "promote_partitioned_models"]
 
 

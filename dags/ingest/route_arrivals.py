@@ -1,0 +1,40 @@
+"""
+### route_arrivals
+
+**Trigger (sqs profile, `RETRAIN_ARRIVALS=sqs`):** every batch of S3 notifications that the `landing_arrivals`
+asset's watcher (`MessageQueueTrigger(scheme="sqs")` on `RETRAIN_SQS_QUEUE_URL`, one poller for every dataset)
+takes from the queue; and, on `ingest.yaml: arrivals.reconcile_cron`, a sweep of the landing zone. In the
+default profile the ingest DAGs watch the landing folder themselves and this DAG is unscheduled.
+
+**Produces:** at most one `landing.<dataset>` event per dataset and run, whose extra names exactly the object
+keys to ingest (`keys`, `names`); `ingest_power`, `ingest_mnist` and `ingest_cifar10` are scheduled on them.
+Routing is by key prefix: `landing/household_power/<file>`, `landing/<mnist|cifar10>/<drop>/_SUCCESS`.
+
+**Dropped (logged, never an event):** messages that are not S3 notifications, `s3:TestEvent`, keys outside the
+landing prefix or in no routed dataset's folder, a repeated notification of an object already named, an object
+already gone from landing. The watcher deletes messages on reception, so the sweep names every object that has
+waited `reconcile_min_age_minutes` with no event (a lost message or a failed run); see `retrain.arrivals`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from retrain import orchestration
+
+with DAG(
+    dag_id="route_arrivals",
+    schedule=orchestration.arrivals_schedule(),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    doc_md=__doc__,
+    params={"workload": "ingest"},
+    **orchestration.dag_kwargs("ingest"),
+):
+
+    @task(outlets=[orchestration.landing_alias()])
+    def route(**context) -> dict:
+        """One landing.<dataset> event per dataset with new objects (from SQS messages, or the sweep)."""
+        return orchestration.route_arrivals(context)
+
+    route()

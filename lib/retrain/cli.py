@@ -1,4 +1,4 @@
-"""``retrain``: run any step of the pipeline without a scheduler, or the demo.
+"""``retrain``: run the embedded stack and the demo, or any step of the pipeline without a scheduler.
 
 Every sub-command has ``--help``. Commands that touch Airflow put the embedded stack's environment in place
 first (see :mod:`retrain.environment`).
@@ -62,16 +62,27 @@ def cmd_status(args) -> int:
 
 
 def cmd_sample_data(args) -> int:
-    from retrain import storage
+    from retrain import samples
 
+    out = str(args.output)
     if args.kind == "power":
-        from retrain.data.power import generate_power
+        samples.power(out, rows=args.rows, start=datetime.fromisoformat(args.start), seed=args.seed, level=args.level)
+        print(f"wrote {out} ({args.rows} one-minute readings)")
+    elif args.kind == "mnist":
+        samples.mnist(out, n_train=args.train, n_test=args.test, seed=args.seed, offset=args.offset, gz=args.gz)
+        print(f"wrote MNIST drop {out} ({args.train} train + {args.test} test images)")
+    elif args.kind == "cifar10":
+        samples.cifar10(out, n_per_batch=args.per_batch, n_batches=args.batches, n_test=args.test, seed=args.seed,
+                        offset=args.offset)
+        print(f"wrote CIFAR-10 drop {out} ({args.batches} x {args.per_batch} train + {args.test} test images)")
+    else:
+        from datetime import date
 
-        data = generate_power(args.rows, start=datetime.fromisoformat(args.start), seed=args.seed, level=args.level)
-    else:  # argparse restricts the choices
-        raise AssertionError(args.kind)
-    storage.write_bytes(str(args.output), data)
-    print(f"wrote {args.output} ({len(data) / 1e6:.1f} MB, {args.rows} rows)")
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+        folders = samples.ticks(out, start=date.fromisoformat(args.start), days=args.days,
+                                ticks_per_day=args.ticks_per_day, symbols=symbols, seed=args.seed)
+        print(f"wrote {len(folders)} tick partitions under {out} ({args.ticks_per_day} ticks/day); "
+              f"land each with `retrain land ticks {folders[0]}`")
     return 0
 
 
@@ -171,7 +182,7 @@ def cmd_backfill(args) -> int:
 def cmd_demo(args) -> int:
     from retrain import demo
 
-    return demo.run_power_slice(rows=args.rows)
+    return demo.run(exit_when_done=args.exit, timeout=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,14 +207,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="health of each stack component")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("sample-data", help="write sample data in the real on-disk format")
-    p.add_argument("kind", choices=["power"], help="which dataset format")
-    p.add_argument("--rows", type=int, default=90 * 1440, help="one-minute readings (full UCI file: 2075259)")
-    p.add_argument("--start", default="2006-12-16T17:24", help="first timestamp (ISO)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--level", type=float, default=1.0, help="consumption scale (a different household)")
-    p.add_argument("--output", "-o", type=Path, required=True)
-    p.set_defaults(func=cmd_sample_data)
+    p = sub.add_parser("sample-data", help="write sample data in the real on-disk formats (power, mnist, cifar10, ticks)")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    k = kinds.add_parser("power", help="a UCI household_power_consumption.txt-format file")
+    k.add_argument("--rows", type=int, default=90 * 1440, help="one-minute readings (full UCI file: 2075259)")
+    k.add_argument("--start", default="2006-12-16T17:24", help="first timestamp (ISO)")
+    k.add_argument("--level", type=float, default=1.0, help="consumption scale (a different household)")
+    k = kinds.add_parser("mnist", help="an MNIST drop folder (four IDX files)")
+    k.add_argument("--train", type=int, default=6000, help="training images")
+    k.add_argument("--test", type=int, default=1000, help="test images")
+    k.add_argument("--offset", type=int, default=0, help="continue an earlier batch of this many images")
+    k.add_argument("--gz", action="store_true", help="gzip the files, as the original download")
+    k = kinds.add_parser("cifar10", help="a CIFAR-10 drop folder (binary version)")
+    k.add_argument("--per-batch", type=int, default=1000, help="images per data_batch_N.bin")
+    k.add_argument("--batches", type=int, default=1, choices=range(1, 6), metavar="1-5")
+    k.add_argument("--test", type=int, default=300, help="images in test_batch.bin")
+    k.add_argument("--offset", type=int, default=0, help="continue an earlier batch of this many images")
+    k = kinds.add_parser("ticks", help="tick partitions: OUTPUT/date=YYYY-MM-DD/ticks.csv per day")
+    k.add_argument("--start", required=True, help="first partition date, YYYY-MM-DD")
+    k.add_argument("--days", type=int, default=1)
+    k.add_argument("--symbols", help="comma-separated (default: AAPL,MSFT,GOOG,AMZN)")
+    k.add_argument("--ticks-per-day", type=int, default=200_000, help="density (millions are fine)")
+    for k in kinds.choices.values():
+        k.add_argument("--seed", type=int, default=0)
+        k.add_argument("--output", "-o", type=Path, required=True)
+        k.set_defaults(func=cmd_sample_data)
 
     p = sub.add_parser("land", help="copy a file into the landing zone atomically")
     p.add_argument("dataset", choices=["household_power", "mnist", "cifar10", "ticks"])
@@ -244,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("demo", help="run the household-power slice end to end on the embedded default")
-    p.add_argument("--rows", type=int, default=90 * 1440, help="size of the sample file")
+    p = sub.add_parser("demo", help="start the stack, land all four datasets, follow the chain live, summarise")
+    p.add_argument("--exit", action="store_true", help="stop the stack and exit after the summary (automation)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds the whole chain may take")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,84 +1,315 @@
-"""``retrain demo``: the household-power slice end to end on the embedded default.
+"""``retrain demo``: the whole event-driven chain on the real embedded stack, followed live.
 
-Drives the real DAGs in-process with ``dag.test()`` (no scheduler yet): sample data lands, ``ingest_power``
-snapshots it and publishes a ``household_power`` event, ``tabular_ml_training`` gates, trains, evaluates and
-logs a candidate to MLflow, then publishes the candidate event.
+``retrain up`` starts the stack (MLflow server, Airflow api-server, scheduler, dag-processor, triggerer); the
+demo then generates sample data for all four datasets in their real formats and lands it. Nothing else is
+triggered by hand: ingest DAGs publish asset events, training DAGs run because of them, candidates reach the
+promotion DAGs, and decisions appear on the model versions in MLflow. A second batch of MNIST and power data
+shows automatic retraining; a three-partition tick backfill shows the partition policy. The progress display
+is read from the Airflow REST API and MLflow, as a reviewer would see it in the two UIs.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import time
-from datetime import datetime
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
-from retrain import storage
+from retrain import promotion, samples, stack, storage
 from retrain.settings import get_settings
 
+# demo density: the whole chain settles in a few minutes on 2 cores
+POWER_ROWS = 45 * 1440
+MNIST = {"n_train": 3000, "n_test": 600}
+CIFAR10 = {"n_per_batch": 900, "n_batches": 2, "n_test": 300}
+TICKS_PER_DAY = 40_000
+TICK_DAYS = 3
 
-def load_dags():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(get_settings().dags_dir))
-    if bag.import_errors:
-        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    return bag
-
-
-def asset_events(asset_name: str) -> list[dict]:
-    """Events recorded in the metadata DB for an asset (oldest first)."""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == asset_name).order_by(AssetEvent.id)
-        ).scalars().all()
-        return [{"id": e.id, "extra": dict(e.extra or {}), "source_dag_id": e.source_dag_id,
-                 "source_run_id": e.source_run_id, "timestamp": e.timestamp} for e in rows]
+MODELS = {  # model -> (dataset, training DAG, promotion DAG)
+    "household_power_lgbm": ("household_power", "tabular_ml_training", "promote_models"),
+    "mnist_cnn": ("mnist", "image_dl_training", "promote_models"),
+    "cifar10_cnn": ("cifar10", "image_dl_training", "promote_models"),
+    "ticks_direction_lgbm": ("ticks", "time_series_training", "promote_partitioned_models"),
+}
+FINAL = ("success", "failed")
 
 
-def task_states(dag_run) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id: str(ti.state)
-            for ti in dag_run.get_task_instances()}
+def _echo(text: str) -> None:
+    print(text, flush=True)  # flushed: a forked child must not inherit (and print again) a buffered line
 
 
-def run_power_slice(rows: int) -> int:
-    from retrain import stack
-    from retrain.data.power import generate_power
+def _log_path(ti: dict) -> str:
+    """Where the task's log file is (Airflow's default ``log_filename_template``)."""
+    mapped = f"map_index={ti['map_index']}/" if ti.get("map_index", -1) >= 0 else ""
+    return str(get_settings().airflow_home / "logs" / f"dag_id={ti['dag_id']}" / f"run_id={ti['dag_run_id']}"
+               / f"task_id={ti['task_id']}" / f"{mapped}attempt={max(ti.get('try_number') or 1, 1)}.log")
+
+
+@dataclass
+class Follower:
+    """Polls Airflow and MLflow; prints each DAG-run transition, asset event, review request and decision."""
+
+    api: stack.AirflowApi
+    mlflow_url: str
+    started: float = field(default_factory=time.monotonic)
+    echo: Callable[[str], None] = _echo
+    runs: dict[tuple[str, str], str] = field(default_factory=dict)
+    unread: set[tuple[str, str]] = field(default_factory=set)  # finished runs whose events are not shown yet
+    decisions: dict[str, dict] = field(default_factory=dict)  # candidate run id -> its decision tags
+    reviews: dict[tuple[str, str, int], dict] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        self.echo(f"[{time.monotonic() - self.started:6.1f}s] {text}")
+
+    def prime(self) -> None:
+        """Remember what is already there (a stack that ran before) without printing it."""
+        for run in self.api.get("dags/~/dagRuns?order_by=-run_after&limit=200")["dag_runs"]:
+            self.runs[(run["dag_id"], run["dag_run_id"])] = run["state"]
+        for run in candidate_runs(self.mlflow_url):
+            if run.data.tags.get("promotion.decision"):
+                self.decisions[run.info.run_id] = dict(run.data.tags)
+
+    def poll(self) -> None:
+        self._runs()
+        self._events()
+        self._decisions()
+
+    def _runs(self) -> None:
+        for run in reversed(self.api.get("dags/~/dagRuns?order_by=-run_after&limit=200")["dag_runs"]):
+            key = (run["dag_id"], run["dag_run_id"])
+            state, before = run["state"], self.runs.get(key)
+            if state == before:
+                if run["dag_id"].startswith("promote") and state == "running":
+                    self._review_requests(run)
+                continue
+            self.runs[key] = state
+            if state in FINAL:
+                self.unread.add(key)
+            label = run.get("partition_key") or run["run_type"]
+            note = self._skipped(run) if state == "success" and run["dag_id"].endswith("_training") else ""
+            self.say(f"{run['dag_id']:<28} {label:<16} {state}{note}")
+            if state == "failed":
+                self._failure(run)
+
+    def _skipped(self, run: dict) -> str:
+        tis = self.api.get(f"dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+        skipped = sorted({ti["task_id"] for ti in tis if ti["state"] == "skipped"})
+        return f"  (skipped: {', '.join(skipped)} — nothing to train, see the run's first task)" if skipped else ""
+
+    def _failure(self, run: dict) -> None:
+        tis = self.api.get(f"dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+        for ti in tis:
+            if ti["state"] == "failed":
+                failure = {"dag_id": ti["dag_id"], "run_id": ti["dag_run_id"], "task_id": ti["task_id"],
+                           "map_index": ti["map_index"], "log": _log_path(ti)}
+                self.failures.append(failure)
+                mapped = f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""
+                self.say(f"  FAILED {ti['dag_id']}.{ti['task_id']}{mapped}  log: {failure['log']}")
+
+    def _review_requests(self, run: dict) -> None:
+        tis = self.api.get(f"dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+        for ti in tis:
+            key = (run["dag_id"], run["dag_run_id"], ti["map_index"])
+            if ti["state"] in ("awaiting_input", "deferred") and ti["task_id"].startswith("review") and key not in self.reviews:
+                self.reviews[key] = ti
+                self.say(f"  review waiting: {run['dag_id']}.{ti['task_id']}[{ti['map_index']}] — approve or reject "
+                         f"in the Airflow UI: {self.api.base}/required_actions")
+
+    def _events(self) -> None:
+        """Events of runs that finished since the last poll (queried per run: see AirflowApi.asset_events)."""
+        for dag_id, run_id in sorted(self.unread):
+            try:
+                events = self.api.asset_events(f"source_dag_id={dag_id}&source_run_id={quote(run_id)}", patience=0)
+            except urllib.error.HTTPError:
+                continue  # a run it triggered has not started yet: read it at the next poll
+            self.unread.discard((dag_id, run_id))
+            for event in events:
+                self._print_event(event)
+
+    def _print_event(self, event: dict) -> None:
+        extra = event.get("extra") or {}
+        metrics = extra.get("metrics") or {}
+        policy = promotion.policy_for(extra["model"]) if extra.get("model") in MODELS else None
+        if policy and policy.primary_metric in metrics:
+            detail = f"{policy.primary_metric} {metrics[policy.primary_metric]:.4g}"
+            if policy.baseline_metric in metrics:
+                detail += f" (baseline {metrics[policy.baseline_metric]:.4g})"
+        elif "version" in extra:
+            detail = f"version {str(extra['version'])[:12]}, {extra.get('rows', '?')} rows"
+        else:
+            detail = ""
+        partition = f" [{event['partition_key']}]" if event.get("partition_key") else ""
+        self.say(f"  event {event['name']}{partition} <- {event.get('source_dag_id') or 'API'}  {detail}")
+
+    def _decisions(self) -> None:
+        for run in candidate_runs(self.mlflow_url):
+            tags = run.data.tags
+            decision = tags.get("promotion.decision")
+            if not decision or self.decisions.get(run.info.run_id, {}).get("promotion.decision") == decision:
+                continue
+            self.decisions[run.info.run_id] = dict(tags)
+            version = tags.get("promotion.version")
+            reasons = tags.get("promotion.reasons", "")
+            self.say(f"  decision {tags.get('retrain.model_name')}: {decision}"
+                     f"{f' (version {version})' if version else ''} — {reasons[:110]}")
+
+    def decided(self, model: str) -> int:
+        """How many of the model's candidates have a decision (awaiting approval counts)."""
+        return sum(1 for tags in self.decisions.values() if tags.get("retrain.model_name") == model)
+
+    def wait(self, what: str, done: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            if done():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not done after {timeout:.0f}s")
+            time.sleep(2)
+
+
+def _client(mlflow_url: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_url)
+
+
+def candidate_runs(mlflow_url: str) -> list:
+    client = _client(mlflow_url)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    return client.search_runs(experiments, filter_string="tags.`retrain.role` = 'candidate'",
+                              order_by=["attributes.start_time ASC"], max_results=500)
+
+
+def summary(mlflow_url: str, airflow_url: str) -> list[dict]:
+    """Per model: versions, champion, its primary metric, the latest decision and why, and links."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(mlflow_url)
+    runs = candidate_runs(mlflow_url)
+    rows = []
+    for model, (_, training_dag, _) in MODELS.items():
+        mine = [r for r in runs if r.data.tags.get("retrain.model_name") == model]
+        latest = mine[-1].data.tags if mine else {}
+        metric = promotion.policy_for(model).primary_metric
+        try:
+            versions = client.search_model_versions(f"name = '{model}'")
+        except MlflowException:
+            versions = []
+        champion, value = None, None
+        try:
+            mv = client.get_model_version_by_alias(model, "champion")
+            champion = mv.version
+            value = client.get_run(mv.run_id).data.metrics.get(metric)
+        except MlflowException:
+            pass
+        rows.append({"model": model, "candidates": len(mine), "versions": len(versions), "champion": champion,
+                     "metric": metric, "value": value, "decision": latest.get("promotion.decision", "—"),
+                     "reason": latest.get("promotion.reasons", ""),
+                     "mlflow": f"{mlflow_url}/#/models/{model}" + (f"/versions/{champion}" if champion else ""),
+                     "airflow": f"{airflow_url}/dags/{training_dag}"})
+    return rows
+
+
+def print_summary(rows: list[dict], echo=_echo) -> None:
+    echo(f"\n{'model':<22} {'cand.':>5} {'vers.':>5} {'champion':>8}  {'primary metric':<24} decision")
+    for r in rows:
+        value = f"{r['metric']} {r['value']:.4f}" if r["value"] is not None else f"{r['metric']} —"
+        echo(f"{r['model']:<22} {r['candidates']:>5} {r['versions']:>5} {str(r['champion'] or '—'):>8}  "
+             f"{value:<24} {r['decision']}")
+        if r["reason"]:
+            echo(f"{'':<22} why: {r['reason'][:150]}")
+        echo(f"{'':<22} {r['mlflow']}   {r['airflow']}")
+
+
+def run(*, exit_when_done: bool = False, timeout: float = 900.0, echo=_echo) -> int:
+    """Start the stack, land every dataset, follow the chain, print the summary; see the module docstring."""
     from retrain.ingest import landing
 
-    started = time.perf_counter()
     settings = get_settings()
-    print(f"RETRAIN_HOME={settings.home}")
-    stack.setup(quiet=True)
-    print(f"[{time.perf_counter() - started:5.1f}s] Airflow metadata DB and pools ready")
+    echo(f"RETRAIN_HOME={settings.home}")
+    ends = stack.up()
+    api = stack.AirflowApi()
+    follow = Follower(api, ends.mlflow_url, echo=echo)
+    batch = storage.join(str(settings.home), "samples", datetime.now().strftime("%Y%m%dT%H%M%S"))
+    deadline = time.monotonic() + timeout
 
-    sample = storage.join(str(settings.home), "samples", f"household_power_{datetime.now():%Y%m%dT%H%M%S}.txt")
-    storage.write_bytes(sample, generate_power(rows, seed=int(time.time()) % 1000))
-    landing.land("household_power", sample)
-    print(f"[{time.perf_counter() - started:5.1f}s] landed {storage.name(sample)} ({rows} one-minute readings)")
+    def remaining() -> float:
+        return max(deadline - time.monotonic(), 1.0)
 
-    bag = load_dags()
-    ingest_run = bag.get_dag("ingest_power").test()
-    print(f"[{time.perf_counter() - started:5.1f}s] ingest_power: {ingest_run.state} {task_states(ingest_run)}")
-    if str(ingest_run.state) != "success":
-        return 1
-    event = asset_events("household_power")[-1]
-    print(json.dumps(event["extra"], indent=2))
+    def land(dataset: str, location: str) -> None:
+        landing.land(dataset, location)
+        follow.say(f"landed {dataset}: {storage.name(location)}")
 
-    train_run = bag.get_dag("tabular_ml_training").test()
-    print(f"[{time.perf_counter() - started:5.1f}s] tabular_ml_training: {train_run.state} {task_states(train_run)}")
-    if str(train_run.state) != "success":
-        return 1
-    candidate = asset_events("household_power_lgbm.candidate")[-1]["extra"]
-    metrics = candidate["metrics"]
-    print(f"\nCandidate {candidate['model']} — MLflow run {candidate['run_id']} ({candidate['model_uri']})")
-    print(f"  test RMSE {metrics['test_rmse']:.4f} kW vs seasonal naive {metrics['baseline_seasonal_naive_rmse']:.4f} kW"
-          f"   MAE {metrics['test_mae']:.4f} vs {metrics['baseline_seasonal_naive_mae']:.4f}")
-    print(f"  data {candidate['data']['version']} ({candidate['data']['rows']} rows), quality gate {candidate['quality_verdict']}")
-    print(f"  MLflow store: {settings.mlflow_tracking_uri}")
-    print(f"  browse: mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
-    print(f"\nDone in {time.perf_counter() - started:.1f}s")
-    return 0
+    # new content on every run of the demo (the same bytes again would be ingested once, by design)
+    seed = int(time.time()) % 100_000
+    try:
+        follow.prime()
+        follow.say("1/3  first data for household power, MNIST and CIFAR-10")
+        land("household_power", samples.power(storage.join(batch, "power-1.txt"), rows=POWER_ROWS, seed=seed))
+        land("mnist", samples.mnist(storage.join(batch, "mnist-1"), seed=seed, **MNIST))
+        land("cifar10", samples.cifar10(storage.join(batch, "cifar10-1"), seed=seed, **CIFAR10))
+        first = {m: follow.decided(m) + 1 for m in ("household_power_lgbm", "mnist_cnn", "cifar10_cnn")}
+        follow.wait("first models decided", lambda: all(follow.decided(m) >= n for m, n in first.items()) or
+                    bool(follow.failures), remaining())
+
+        follow.say("2/3  a second batch of household power and MNIST: both retrain by themselves")
+        land("household_power", samples.power(storage.join(batch, "power-2.txt"), rows=POWER_ROWS, seed=seed + 1))
+        land("mnist", samples.mnist(storage.join(batch, "mnist-2"), seed=seed, offset=MNIST["n_train"], **MNIST))
+        second = {m: follow.decided(m) + 1 for m in ("household_power_lgbm", "mnist_cnn")}
+        follow.wait("retrained models decided", lambda: all(follow.decided(m) >= n for m, n in second.items()) or
+                    bool(follow.failures), remaining())
+
+        first_day = datetime.now(timezone.utc).date() - timedelta(days=TICK_DAYS + 1)
+        days = [first_day + timedelta(days=i) for i in range(TICK_DAYS)]
+        follow.say(f"3/3  a {TICK_DAYS}-partition tick backfill, {days[0]}..{days[-1]} (only the newest window trains)")
+        for folder in samples.ticks(storage.join(batch, "ticks"), start=days[0], days=TICK_DAYS,
+                                    ticks_per_day=TICKS_PER_DAY, seed=seed):
+            land("ticks", folder)
+        ticks_before = follow.decided("ticks_direction_lgbm")
+        stack.backfill_ticks(days[0].isoformat(), days[-1].isoformat(), echo=follow.say, timeout=remaining())
+        follow.wait("tick model decided", lambda: follow.decided("ticks_direction_lgbm") > ticks_before or
+                    bool(follow.failures), remaining())
+    except TimeoutError as exc:
+        follow.say(f"stopped waiting: {exc}; stack logs in {settings.home / 'logs'}")
+        follow.failures.append({"timeout": str(exc)})
+    except KeyboardInterrupt:
+        follow.say("interrupted")
+        stack.down()
+        return 130
+
+    elapsed = time.monotonic() - follow.started
+    rows = summary(ends.mlflow_url, ends.airflow_url)
+    print_summary(rows, echo)
+    report = {"chain_seconds": round(elapsed, 1), "models": rows, "failures": follow.failures,
+              "airflow": ends.airflow_url, "mlflow": ends.mlflow_url}
+    storage.write_bytes(str(settings.home / "demo-summary.json"), json.dumps(report, indent=2, default=str).encode())
+    echo(f"\nchain finished in {elapsed:.0f}s; summary in {settings.home / 'demo-summary.json'}")
+    for failure in follow.failures:
+        echo(f"FAILED: {failure}")
+    echo(f"Airflow UI {ends.airflow_url} (login {stack.ADMIN_USER} / {stack.admin_password()})   MLflow UI {ends.mlflow_url}")
+    status = 1 if follow.failures else 0
+    if exit_when_done:
+        stack.down()
+        return status
+    echo("the stack stays up: browse the UIs; Ctrl-C stops it (or `retrain down` later)")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        echo("stopping the stack")
+        stack.down()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(run(exit_when_done="--exit" in sys.argv))

@@ -433,6 +433,22 @@ class AirflowApi:
     def runs(self, dag_id: str) -> list[dict]:
         return self.get(f"dags/{dag_id}/dagRuns?order_by=run_after&limit=1000")["dag_runs"]
 
+    def asset_events(self, query: str = "", *, patience: float = 10.0) -> list[dict]:
+        """``GET assets/events?<query>``, retried while Airflow answers 500 for a not-yet-started run.
+
+        Airflow 3.3.2 fails the whole listing when an event's ``created_dagruns`` holds a queued run (its
+        ``start_date`` is NULL; apache/airflow#71360, fixed after 3.3.2). Queued runs normally start within a
+        second, so a short retry covers it; narrow the query (``source_run_id=…``) to limit the blast radius.
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self.get(f"assets/events?{query}")["asset_events"]
+            except urllib.error.HTTPError as exc:
+                if exc.code != 500 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
 
 def backfill_ticks(start: str, end: str, *, max_active_runs: int = 3, timeout: float = 1800,
                    echo=print) -> dict:

@@ -1,0 +1,119 @@
+"""Asset-event latency on the embedded stack: ingest task end -> asset event -> consumer DagRun queued -> started.
+
+How it is measured
+------------------
+``retrain up`` in a temporary RETRAIN_HOME on free ports (stackbench). Then, ``EVENTS`` times (default 20),
+one small household-power file (``DAYS`` days, a new seed each time) is landed; ``ingest_power`` snapshots it
+and emits a ``household_power`` event, which triggers ``tabular_ml_training``. The next file lands only once
+that training run has finished, so each measurement starts from an idle scheduler (promotions of the previous
+candidate still run beside it, as they would in production).
+
+The four timestamps all come from the Airflow REST API, as recorded by Airflow itself: the ``ingest`` task
+instance's ``end_date`` (``source_task_id``/``source_run_id``/``source_map_index`` of the event), the event's
+``timestamp``, and the consumer run's ``queued_at`` and ``start_date``; the consumer run is the one whose
+``upstreamAssetEvents`` holds the event. Medians and 90th percentiles over all events.
+
+Target (issue #6): event -> consumer DagRun queued, median < 1 s (a bare producer/consumer pair measured
+0.6-0.9 s here; our DAGs must not add to it).
+
+Run from the repo root: ``.venv/bin/python bench/bench_event_latency.py`` (about 8-12 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from stackbench import running_stack
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "20"))
+DAYS = 20
+TARGET_SECONDS = 1.0
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _wait(what: str, probe, timeout: float = 600.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not seen after {timeout:.0f}s")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    with running_stack("bench-latency-"):
+        from retrain.data.power import generate_power
+        from retrain.ingest import landing
+        from retrain.stack import AirflowApi
+
+        api = AirflowApi()
+        staging = Path(tempfile.mkdtemp())
+        rows = []
+        for i in range(EVENTS):
+            seen_events = {e["id"] for e in api.get("assets/events?name_pattern=household_power&limit=1000")["asset_events"]}
+            source = staging / f"power-{i:02d}.txt"
+            source.write_bytes(generate_power(DAYS * 1440, seed=100 + i))
+            landing.land("household_power", str(source))
+
+            def new_event():
+                events = api.get("assets/events?name_pattern=household_power&limit=1000")["asset_events"]
+                fresh = [e for e in events if e["name"] == "household_power" and e["id"] not in seen_events]
+                return fresh[0] if fresh else None
+
+            event = _wait("household_power event", new_event)
+
+            def consumer():
+                for run in api.runs("tabular_ml_training"):
+                    upstream = api.get(f"dags/tabular_ml_training/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")
+                    if any(e["id"] == event["id"] for e in upstream["asset_events"]) and run.get("start_date"):
+                        return run
+                return None
+
+            run = _wait("consumer run started", consumer)
+            mapped = event.get("source_map_index", -1)
+            ti_path = (f"dags/{event['source_dag_id']}/dagRuns/{event['source_run_id']}/taskInstances/"
+                       f"{event['source_task_id']}" + (f"/{mapped}" if mapped is not None and mapped >= 0 else ""))
+            ti = _wait("ingest task end", lambda: (t := api.get(ti_path)).get("end_date") and t)
+            row = {"task_end": _ts(ti["end_date"]), "event": _ts(event["timestamp"]),
+                   "queued": _ts(run["queued_at"]), "started": _ts(run["start_date"])}
+            rows.append(row)
+            print(f"  event {i + 1:2d}: task end -> event {row['event'] - row['task_end']:+.2f} s, "
+                  f"event -> queued {row['queued'] - row['event']:.2f} s, "
+                  f"queued -> started {row['started'] - row['queued']:.2f} s", flush=True)
+            _wait("consumer run finished", lambda: api.get(
+                f"dags/tabular_ml_training/dagRuns/{run['dag_run_id']}")["state"] in ("success", "failed"))
+
+    spans = {
+        "ingest task end -> asset event": [r["event"] - r["task_end"] for r in rows],
+        "asset event -> consumer DagRun queued": [r["queued"] - r["event"] for r in rows],
+        "consumer DagRun queued -> started": [r["started"] - r["queued"] for r in rows],
+        "ingest task end -> consumer started": [r["started"] - r["task_end"] for r in rows],
+    }
+    print(f"\nevent latency over {len(rows)} household_power events on the embedded stack "
+          f"(python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f})")
+    for name, values in spans.items():
+        print(f"  {name:<40} median {statistics.median(values):6.2f} s   p90 {_pct(values, 0.9):6.2f} s   "
+              f"max {max(values):6.2f} s")
+    median = statistics.median(spans["asset event -> consumer DagRun queued"])
+    ok = median < TARGET_SECONDS
+    print(f"target: event -> queued median < {TARGET_SECONDS:.0f} s -> {'MEETS TARGET' if ok else 'MISSES TARGET'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Sample data for the four datasets, in their real on-disk formats, as a user would land it.
+
+Each writer puts one *drop* (what ``retrain land DATASET PATH`` takes) at ``target``: a UCI power text file,
+an MNIST drop folder (four IDX files), a CIFAR-10 drop folder (binary batches + ``batches.meta.txt``), or a
+tick partition folder ``date=YYYY-MM-DD/`` holding one CSV. Writes are atomic (a half-written drop is never
+seen), and the same arguments always give the same bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from retrain import storage
+
+
+def _write_drop(target: str, files: dict[str, bytes]) -> str:
+    with storage.staged_directory(target) as staging:
+        for name, data in files.items():
+            storage.write_bytes(storage.join(staging, name), data)
+    return target
+
+
+def power(target: str, *, rows: int, start: datetime | None = None, seed: int = 0, level: float = 1.0) -> str:
+    """One UCI ``household_power_consumption.txt``-format file of ``rows`` one-minute readings."""
+    from retrain.data.power import generate_power
+
+    kwargs = {"start": start} if start is not None else {}
+    storage.write_bytes(target, generate_power(rows, seed=seed, level=level, **kwargs))
+    return target
+
+
+def mnist(target: str, *, n_train: int, n_test: int, seed: int = 0, offset: int = 0, gz: bool = False) -> str:
+    """An MNIST drop: train/test images and labels in IDX format (``offset`` continues an earlier batch)."""
+    from retrain.data.mnist import generate_mnist
+
+    return _write_drop(target, generate_mnist(n_train, n_test, seed, offset=offset, gz=gz))
+
+
+def cifar10(target: str, *, n_per_batch: int, n_batches: int = 1, n_test: int = 200, seed: int = 0,
+            offset: int = 0) -> str:
+    """A CIFAR-10 drop: ``data_batch_*.bin``, ``test_batch.bin``, ``batches.meta.txt`` (binary version)."""
+    from retrain.data.cifar10 import generate_cifar10
+
+    return _write_drop(target, generate_cifar10(n_per_batch, n_batches, n_test, seed, offset=offset))
+
+
+def ticks(folder: str, *, start: date, days: int, ticks_per_day: int, symbols: list[str] | None = None,
+          seed: int = 0) -> list[str]:
+    """``days`` tick partitions from ``start``: ``folder/date=YYYY-MM-DD/ticks.csv`` each; returns the folders."""
+    from datetime import timedelta
+
+    from retrain.data import ticks as tick_data
+
+    written = []
+    for i in range(days):
+        day = start + timedelta(days=i)
+        table = tick_data.generate_ticks(day, symbols or list(tick_data.DEFAULT_SYMBOLS), ticks_per_day, seed=seed + i)
+        written.append(_write_drop(storage.join(folder, f"date={day.isoformat()}"),
+                                   {"ticks.csv": tick_data.to_csv_bytes(table)}))
+    return written

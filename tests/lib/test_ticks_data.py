@@ -167,6 +167,41 @@ def test_normalize_partition_is_deterministic_whatever_the_file_order(good, raw_
     assert curated.num_rows == good.num_rows
 
 
+def test_a_file_location_is_streamed_to_the_same_table(raw_csv, curated, tmp_path):
+    path = tmp_path / "ticks.csv"
+    path.write_bytes(raw_csv)
+    assert ticks.normalize_partition([("ticks.csv", str(path))], PARTITION).equals(curated)
+    assert ticks.read_tick_location(str(path)).equals(ticks.read_tick_file(raw_csv, "ticks.csv"))
+    assert ticks.symbols(curated) == sorted(SYMBOLS)
+
+
+def _share_instants(table: pa.Table, same_symbol: bool, every: int = 97) -> pa.Table:
+    """Every ``every``-th tick moved onto the previous tick's instant, where the two are (or are not) of the same
+    symbol: still in time order."""
+    stamps = table["timestamp"].cast(pa.int64()).to_numpy().copy()
+    codes = table["symbol"].combine_chunks().indices.to_numpy()
+    rows = np.arange(every, len(stamps), every)
+    rows = rows[(codes[rows] == codes[rows - 1]) == same_symbol]
+    stamps[rows] = stamps[rows - 1]
+    return table.set_column(0, "timestamp", pa.array(stamps).cast(ticks.SCHEMA.field("timestamp").type))
+
+
+@pytest.mark.parametrize("same_symbol", [False, True], ids=["instant-shared-across-symbols", "ties-within-a-symbol"])
+def test_a_feed_in_time_order_sorts_as_a_shuffled_one(good, monkeypatch, same_symbol):
+    """Feed order is grouped by symbol block by block (ties within a symbol take the general sort): small
+    blocks here, so that many are chained; the result must be the general sort's, row for row."""
+    monkeypatch.setattr(ticks, "_BLOCK_SIZE", 1 << 16)
+    monkeypatch.setattr(ticks, "_BLOCK_ROWS", 1_000)
+    feed = _share_instants(good, same_symbol)
+    shuffled = feed.take(pa.array(np.random.default_rng(1).permutation(feed.num_rows)))
+    grouped = ticks.normalize_partition([("feed.csv", ticks.to_csv_bytes(feed))], PARTITION)
+    general = ticks.normalize_partition([("shuffled.csv", ticks.to_csv_bytes(shuffled))], PARTITION)
+    assert grouped.equals(general)
+    frame = grouped.to_pandas()
+    assert frame["symbol"].astype(str).is_monotonic_increasing
+    assert frame.groupby("symbol", observed=True)["timestamp"].apply(lambda s: s.is_monotonic_increasing).all()
+
+
 def test_ties_on_symbol_and_timestamp_are_ordered_by_the_other_columns():
     a = "2024-01-02T14:30:00Z,AAPL,190.02,100,B,190.01,190.02"
     b = "2024-01-02T14:30:00Z,AAPL,190.01,5,S,190.01,190.02"
@@ -278,6 +313,12 @@ def test_unparseable_values_are_refused(line, rule, observed):
     error = _format_error(_csv([ROW, line] if "data row 1" not in observed else [line]))
     assert error.rule.startswith(rule)
     assert observed in error.observed
+
+
+def test_a_symbol_that_is_not_utf8_is_refused():
+    error = _format_error(_csv([ROW, ROW.replace("AAPL", "AAXL")]).replace(b"AAXL", b"AA\xffL"))
+    assert error.rule == "symbol must be UTF-8 text"
+    assert error.observed == "data row 2: b'AA\\xffL'"
 
 
 def test_a_wrong_delimiter_is_refused():

@@ -27,14 +27,21 @@ the gate instead.
 
 Normalised (curated) schema: :data:`SCHEMA`, rows sorted by symbol, then timestamp, then the other columns,
 so the same ticks always give the same file whatever the order of the files or rows they came in.
+
+Speed and memory: a file given by its location is streamed to ``pyarrow.csv``, which parses it block by block
+on all cores, so a partition is held once, parsed, never also as raw text; a feed in time order (the usual
+case) is sorted by grouping each block by symbol, without copying a column whole
+(``bench/bench_tick_ingest.py`` measures both).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timezone
 
@@ -67,19 +74,52 @@ TICK_SIZE = 0.01
 _NS_PER_DAY = 86_400 * 10**9
 _CSV_TYPES = {
     "timestamp": pa.timestamp("ns", tz="UTC"),
-    "symbol": _DICTIONARY,
+    "symbol": pa.binary(),  # labels are encoded after parsing: cheaper than the reader's per-block dictionaries
     "price": pa.float64(),
     "size": pa.int64(),
-    "side": _DICTIONARY,
+    "side": pa.binary(),
     "bid": pa.float64(),
     "ask": pa.float64(),
 }
+_BLOCK_SIZE = 1 << 22  # CSV bytes parsed per task: each reader thread holds about one block of raw text
+_HEAD = 1 << 16  # bytes read first: enough to tell CSV from parquet and to check the header
 _PARTITION = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _NOT_BLANK = re.compile(rb"\S")  # finds the first non-blank byte without copying the file (bytes.strip would)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # reading
+
+# Arrays cross between numpy and Arrow through their buffers: ``Array.to_numpy`` and ``pa.array`` import
+# pandas to check for pandas objects, a quarter of a second in a fresh worker process.
+
+
+def _numpy(array: pa.Array) -> np.ndarray:
+    """A fixed-width integer, float or timestamp array's values as numpy, zero-copy when it has no nulls."""
+    kind = array.type
+    if array.null_count:
+        return array.to_numpy(zero_copy_only=False)
+    if pa.types.is_floating(kind):
+        dtype = np.dtype(f"f{kind.bit_width // 8}")
+    else:
+        dtype = np.dtype(f"{'u' if pa.types.is_unsigned_integer(kind) else 'i'}{kind.bit_width // 8}")
+    if len(array) == 0:
+        return np.zeros(0, dtype)
+    return np.frombuffer(array.buffers()[1], dtype, len(array), array.offset * dtype.itemsize)
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array as an Arrow array, zero-copy."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def _strings(values: list[str]) -> pa.Array:
+    """Python strings as an Arrow string array, built from its buffers."""
+    data = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum([len(d) for d in data], dtype=np.int64)
+    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
 
 
 def partition_day(partition: str | date) -> date:
@@ -109,10 +149,24 @@ def _schema_change(file: str, names: list[str]) -> DataFormatError:
     return DataFormatError(file, f"columns must be {HEADER} (schema change)", "; ".join(detail))
 
 
-def _header(file: str, data: bytes) -> list[str]:
+@contextlib.contextmanager
+def _open(source: bytes | str) -> Iterator[pa.NativeFile]:
+    """A raw file as an Arrow stream: its bytes (zero-copy), or its location (local path or URI), read block by
+    block so the file is never held whole."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield pa.BufferReader(source)
+    elif storage.is_local(source):
+        with pa.OSFile(storage.from_uri(source)) as stream:
+            yield stream
+    else:
+        with storage.open_read(source) as handle:
+            yield pa.PythonFile(handle, mode="r")
+
+
+def _header(file: str, head: bytes) -> list[str]:
     """The CSV header's column names; a different delimiter or set of names is a DataFormatError."""
-    end = data.find(b"\n")
-    header = (data if end < 0 else data[:end]).decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
+    end = head.find(b"\n")
+    header = (head if end < 0 else head[:end]).decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
     if "," not in header:
         for delimiter in (";", "\t", "|"):
             if delimiter in header:
@@ -124,21 +178,22 @@ def _header(file: str, data: bytes) -> list[str]:
     return names
 
 
-def _row_of(data: bytes, column: str, value: str) -> int | None:
+def _row_of(source: bytes | str, column: str, value: str) -> int | None:
     """Data row (0-based) holding ``value`` in ``column``: re-read that one column as text (error path only)."""
     try:
-        text = pacsv.read_csv(
-            io.BytesIO(data),
-            convert_options=pacsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()},
-                                                 strings_can_be_null=False),
-        )[column]
+        with _open(source) as stream:
+            text = pacsv.read_csv(
+                stream,
+                convert_options=pacsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()},
+                                                     strings_can_be_null=False),
+            )[column]
     except pa.ArrowInvalid:
         return None
     row = pc.index(text, value).as_py()
     return None if row < 0 else row
 
 
-def _csv_error(file: str, data: bytes, names: list[str], exc: Exception) -> DataFormatError:
+def _csv_error(file: str, source: bytes | str, names: list[str], exc: Exception) -> DataFormatError:
     message = str(exc).splitlines()[0]
     if "Expected" in message and "columns" in message:
         return DataFormatError(file, f"every row must have {len(RAW_COLUMNS)} comma-separated fields", message)
@@ -148,7 +203,7 @@ def _csv_error(file: str, data: bytes, names: list[str], exc: Exception) -> Data
     value = value_match.group(1) if value_match else None
     where = ""
     if column and value is not None:
-        row = _row_of(data, column, value)
+        row = _row_of(source, column, value)
         where = (f"data row {row + 1}, " if row is not None else "") + f"column {column}: {value!r}"
     if "expected a zone offset" in message:
         return DataFormatError(
@@ -166,15 +221,17 @@ def _csv_error(file: str, data: bytes, names: list[str], exc: Exception) -> Data
     return DataFormatError(file, "file must be valid comma-separated text", where or message)
 
 
-def _read_csv(data: bytes, file: str) -> pa.Table:
-    names = _header(file, data)
-    end = data.find(b"\n")
-    if end < 0 or not _NOT_BLANK.search(data, end + 1):
-        return SCHEMA.empty_table()
+def _read_csv(stream: pa.NativeFile, head: bytes, source: bytes | str, file: str) -> pa.Table:
+    """Parse a CSV stream on all cores, one block at a time; labels stay raw bytes (encoded by _labels)."""
+    names = _header(file, head)
+    end = head.find(b"\n")
+    if end < 0 or (len(head) < _HEAD and not _NOT_BLANK.search(head, end + 1)):
+        return SCHEMA.empty_table()  # a header and nothing else
+    stream.seek(0)
     try:
         return pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 24),
+            stream,
+            read_options=pacsv.ReadOptions(use_threads=True, block_size=_BLOCK_SIZE),
             convert_options=pacsv.ConvertOptions(
                 column_types=_CSV_TYPES,
                 null_values=[""],
@@ -183,7 +240,7 @@ def _read_csv(data: bytes, file: str) -> pa.Table:
             ),
         )
     except pa.ArrowInvalid as exc:
-        raise _csv_error(file, data, names, exc) from None
+        raise _csv_error(file, source, names, exc) from None
 
 
 def _parquet_type_ok(name: str, kind: pa.DataType) -> bool:
@@ -210,11 +267,11 @@ _PARQUET_EXPECTED = {
 }
 
 
-def _read_parquet(data: bytes, file: str) -> pa.Table:
+def _read_parquet(stream: pa.NativeFile, file: str) -> pa.Table:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
+        parquet = pq.ParquetFile(stream)
         schema = parquet.schema_arrow
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataFormatError(file, "file must be a readable parquet file", str(exc).splitlines()[0]) from None
@@ -238,40 +295,12 @@ def _read_parquet(data: bytes, file: str) -> pa.Table:
         raise DataFormatError(file, "file must be a readable parquet file", str(exc).splitlines()[0]) from None
 
 
-def _sorted_dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
-    """One dictionary array whose dictionary is sorted, so index order is value order (and files agree).
-
-    The CSV reader gives every block its own dictionary; each block's indices are remapped in parallel
-    straight into one output buffer.
-    """
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    chunks = [c if pa.types.is_dictionary(c.type) else pc.dictionary_encode(c) for c in chunks]
-    chunks = [c.cast(_DICTIONARY) if c.type != _DICTIONARY else c for c in chunks]
-    values = sorted({v for c in chunks for v in c.dictionary.to_pylist()} - {None})
-    position = {v: i for i, v in enumerate(values)}
-    codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
-    offsets = np.cumsum([0] + [len(c) for c in chunks])
-
-    def remap(i: int) -> None:
-        chunk = chunks[i]
-        lookup = np.array([position.get(v, -1) for v in chunk.dictionary.to_pylist()] or [-1], dtype=np.int32)
-        np.take(lookup, chunk.indices.to_numpy(zero_copy_only=False), out=codes[offsets[i]:offsets[i + 1]])
-
-    if len(chunks) > 1 and len(codes) > 1 << 20:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            list(pool.map(remap, range(len(chunks))))
-    else:
-        for i in range(len(chunks)):
-            remap(i)
-    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(values, pa.string()))
-
-
 def _first(mask: pa.ChunkedArray | pa.Array) -> int:
     return int(pc.index(mask, True).as_py())
 
 
 def _check_values(table: pa.Table, file: str) -> None:
-    """Every field present, prices finite (on the raw table: nulls must be seen before dictionaries are merged)."""
+    """Every field present, prices finite (on the raw table: nulls must be seen before labels are encoded)."""
     for name in RAW_COLUMNS:
         column = table[name]
         if column.null_count:
@@ -285,66 +314,144 @@ def _check_values(table: pa.Table, file: str) -> None:
                                   f"data row {row + 1}: {table[name][row].as_py()!r}")
 
 
-def _check_labels(table: pa.Table, file: str) -> None:
-    """Symbols not empty, sides B or S: checked on the (small) dictionaries, rows looked up only on failure."""
-    for name, bad_value, rule in (
-        ("symbol", lambda v: v == "", "symbol must not be empty"),
-        ("side", lambda v: v not in SIDES, "side must be 'B' (buyer-initiated) or 'S' (seller-initiated)"),
-    ):
-        column = table[name].combine_chunks()
-        bad = [i for i, v in enumerate(column.dictionary.to_pylist()) if bad_value(v)]
-        if not bad:
+def _side_codes(column: pa.ChunkedArray) -> np.ndarray | None:
+    """Indices into SIDES straight from one-byte CSV fields, in numpy; None if any field is not exactly B or S."""
+    codes = np.empty(len(column), dtype=np.int32)
+    at = 0
+    for chunk in column.chunks:
+        n = len(chunk)
+        if n == 0:
             continue
-        rows = np.flatnonzero(np.isin(column.indices.to_numpy(zero_copy_only=False), bad))
-        if len(rows):
-            raise DataFormatError(file, rule, f"data row {rows[0] + 1}: {column[int(rows[0])].as_py()!r}")
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32, n + 1, chunk.offset * 4)
+        if offsets[-1] - offsets[0] != n or np.any(np.diff(offsets) != 1):
+            return None
+        letters = np.frombuffer(chunk.buffers()[2], np.uint8, n, int(offsets[0]))
+        sell = letters == ord("S")
+        if not np.all(sell | (letters == ord("B"))):
+            return None
+        codes[at:at + n] = sell
+        at += n
+    return codes
 
 
-def _normalise(table: pa.Table) -> pa.Table:
-    timestamp = table["timestamp"].cast(pa.timestamp("ns", tz=table.schema.field("timestamp").type.tz))
-    columns = [
-        timestamp.cast(pa.timestamp("ns", tz="UTC")).combine_chunks(),  # one buffer: sorted on in numpy
-        _sorted_dictionary(table["symbol"]),
-        table["price"],
-        table["size"].cast(pa.int64()),
-        _sorted_dictionary(table["side"]),
-        table["bid"],
-        table["ask"],
-    ]
+def _map(function, items, rows: int) -> list:
+    """``[function(item) for item in items]``, on all cores when there are enough rows to be worth it (the Arrow
+    kernels and numpy calls this runs release the GIL)."""
+    items = list(items)
+    if len(items) < 2 or rows < 1 << 20:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(function, items))
+
+
+_LABEL_RULES = {
+    "symbol": ("symbol must not be empty", lambda v: v != ""),
+    "side": ("side must be 'B' (buyer-initiated) or 'S' (seller-initiated)", lambda v: v in SIDES),
+}
+
+
+def _labels(column: pa.ChunkedArray, name: str, file: str) -> pa.DictionaryArray:
+    """A text column (bytes, strings or dictionaries) as one dictionary array whose dictionary is sorted, so index
+    order is value order and files agree; side's dictionary is always SIDES.
+
+    The rules (UTF-8, not empty, B or S) are checked on the distinct values; rows are looked up only on failure.
+    The codes of every chunk are remapped in parallel straight into one buffer.
+    """
+    if name == "side" and pa.types.is_binary(column.type):
+        codes = _side_codes(column)  # the common case, without hashing
+        if codes is not None:
+            return pa.DictionaryArray.from_arrays(_arrow(codes), _strings(list(SIDES)))
+    chunks = column.chunks
+    if not pa.types.is_dictionary(column.type):
+        chunks = _map(pc.dictionary_encode, chunks, len(column))  # a dictionary per chunk, remapped below
+    raw = [c.dictionary.to_pylist() for c in chunks]
+    rule, valid = _LABEL_RULES[name]
+    text: dict[bytes | str, str | None] = {}
+    for value in {v for values in raw for v in values if v is not None}:
+        try:
+            text[value] = value.decode("utf-8") if isinstance(value, bytes) else value
+        except UnicodeDecodeError:
+            text[value] = None
+    bad = {v for v, t in text.items() if t is None or not valid(t)}
+    if bad:
+        at = 0
+        for chunk, values in zip(chunks, raw):
+            lookup = np.array([v in bad for v in values] or [False])
+            rows = np.flatnonzero(lookup[_numpy(chunk.indices)])
+            if len(rows):
+                value = values[chunk.indices[int(rows[0])].as_py()]
+                row = at + int(rows[0]) + 1
+                if text[value] is None:
+                    raise DataFormatError(file, f"{name} must be UTF-8 text", f"data row {row}: {value!r}")
+                raise DataFormatError(file, rule, f"data row {row}: {text[value]!r}")
+            at += len(chunk)
+    values = list(SIDES) if name == "side" else sorted(set(text.values()))
+    position = {v: i for i, v in enumerate(values)}
+    codes = np.empty(len(column), dtype=np.int32)
+    offsets = np.cumsum([0] + [len(c) for c in chunks])
+
+    def remap(i: int) -> None:
+        lookup = np.array([position.get(text.get(v), -1) for v in raw[i]] or [-1], dtype=np.int32)
+        np.take(lookup, _numpy(chunks[i].indices), out=codes[offsets[i]:offsets[i + 1]])
+
+    _map(remap, range(len(chunks)), len(codes))
+    return pa.DictionaryArray.from_arrays(_arrow(codes), _strings(values))
+
+
+def _normalise(table: pa.Table, file: str) -> pa.Table:
+    """Parsed columns in :data:`SCHEMA`: UTC nanosecond timestamps, int64 sizes, labels as sorted dictionaries."""
+    timestamp = table["timestamp"]
+    if timestamp.type != SCHEMA.field("timestamp").type:
+        timestamp = timestamp.cast(pa.timestamp("ns", tz=timestamp.type.tz)).cast(SCHEMA.field("timestamp").type)
+    columns = [timestamp, _labels(table["symbol"], "symbol", file), table["price"], table["size"].cast(pa.int64()),
+               _labels(table["side"], "side", file), table["bid"], table["ask"]]
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
-def read_tick_file(data: bytes, file: str) -> pa.Table:
-    """Parse one raw tick file (CSV or parquet, told apart by content) into :data:`SCHEMA`, in file order."""
-    if not _NOT_BLANK.search(data):
-        raise DataFormatError(file, f"file must start with the header {HEADER!r}", f"empty file ({len(data)} bytes)")
-    table = _read_parquet(data, file) if data[:4] == b"PAR1" else _read_csv(data, file)
+def _read(source: bytes | str, file: str) -> pa.Table:
+    with _open(source) as stream:
+        head = stream.read(_HEAD)
+        if len(head) < _HEAD and not _NOT_BLANK.search(head):
+            raise DataFormatError(file, f"file must start with the header {HEADER!r}",
+                                  f"empty file ({len(head)} bytes)")
+        table = _read_parquet(stream, file) if head[:4] == b"PAR1" else _read_csv(stream, head, source, file)
     if table.num_rows == 0:
         return SCHEMA.empty_table()
     _check_values(table, file)
     try:
-        table = _normalise(table)
+        return _normalise(table, file)
     except pa.ArrowInvalid as exc:  # e.g. a uint64 size beyond int64
         raise DataFormatError(file, "values must fit the curated schema", str(exc).splitlines()[0]) from None
-    _check_labels(table, file)
-    return table
+
+
+def read_tick_file(data: bytes, file: str) -> pa.Table:
+    """Parse one raw tick file (CSV or parquet, told apart by content) into :data:`SCHEMA`, in file order."""
+    return _read(data, file)
 
 
 def read_tick_location(location: str) -> pa.Table:
-    """Read one tick file (local path or URI)."""
-    return read_tick_file(storage.read_bytes(location), storage.name(location))
+    """Read one tick file (local path or URI) as :func:`read_tick_file` does, streamed: never held whole."""
+    return _read(location, storage.name(location))
+
+
+def symbols(table: pa.Table) -> list[str]:
+    """The symbols that trade in a normalised table, sorted (read from its codes, not row by row)."""
+    column = table["symbol"].combine_chunks()
+    present = np.unique(_numpy(column.indices))
+    return sorted(column.dictionary.take(_arrow(present)).to_pylist())
 
 
 def _unify(tables: list[pa.Table]) -> pa.Table:
+    """Several files' tables as one: symbol dictionaries merged (still sorted), the other columns chained."""
     if len(tables) == 1:
         return tables[0]
     columns = []
     for name in RAW_COLUMNS:
         chunks = [chunk for t in tables for chunk in t[name].chunks]
-        if name in ("symbol", "side"):
-            columns.append(_sorted_dictionary(pa.chunked_array(chunks, _DICTIONARY)))
+        if name == "symbol":
+            columns.append(_labels(pa.chunked_array(chunks, _DICTIONARY), name, "partition"))
         else:
-            columns.append(pa.chunked_array(chunks, SCHEMA.field(name).type).combine_chunks())
+            columns.append(pa.chunked_array(chunks, SCHEMA.field(name).type))
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
@@ -356,7 +463,7 @@ def _column_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         array = array.indices
     elif pa.types.is_timestamp(array.type):
         array = array.cast(pa.int64())
-    return array.to_numpy(zero_copy_only=False)
+    return _numpy(array)
 
 
 def sort_order(table: pa.Table) -> np.ndarray:
@@ -401,33 +508,152 @@ def sort_order(table: pa.Table) -> np.ndarray:
     return order
 
 
-def normalize_partition(files: list[tuple[str, bytes]], partition: str) -> pa.Table:
+def normalize_partition(files: list[tuple[str, bytes | str]], partition: str) -> pa.Table:
     """Parse every file of a partition and return one table in :data:`SCHEMA`, sorted (see :func:`sort_order`).
 
-    Holds one partition in memory: the raw bytes given, the parsed tables and the sorted copy.
+    A file is ``(name, content)``, the content being its raw bytes or its location (local path or URI), which
+    is streamed: raw files are parsed block by block, never held whole. Memory peaks near one parsed partition.
     """
     partition_day(partition)
-    tables = [read_tick_file(data, name) for name, data in sorted(files, key=lambda f: f[0])]
+    tables = [_read(source, name) for name, source in sorted(files, key=lambda f: f[0])]
     rows = sum(t.num_rows for t in tables)
     if rows == 0:
         names = ", ".join(name for name, _ in files) or "no files"
         raise DataFormatError(f"partition {partition}", "partition must contain at least one tick",
                               f"0 ticks in {len(files)} file(s): {names}")
-    table = _unify([t for t in tables if t.num_rows])
+    parts = [_unify([t for t in tables if t.num_rows])]
     del tables
+    return _sorted(parts)
+
+
+def _sorted(parts: list[pa.Table]) -> pa.Table:
+    """The one table in ``parts``, sorted. ``parts`` is emptied, so that each source block can be released as
+    soon as it is reordered: the sort then needs little more memory than the table itself."""
+    table = parts.pop()
+    codes = _column_numpy(table["symbol"])
+    if codes.max() < 1 << 15 and _in_feed_order(table["timestamp"], codes):
+        # Feeds arrive in time order: grouping the rows by symbol, keeping their order, is then the sort. Done
+        # block by block, so no column is ever copied whole.
+        symbols = table["symbol"].combine_chunks().dictionary
+        bounds = _block_bounds(table["timestamp"], len(symbols))
+        blocks = {name: _blocks(table[name], bounds) for name in RAW_COLUMNS if name != "symbol"}
+        del table
+        return _group_by_symbol(blocks, codes, bounds, symbols)
     order = sort_order(table)
     if np.all(order[1:] > order[:-1]):
         return table
-    return _take(table, order)
+    columns = table.columns
+    del table
+    return _take(columns, order)
 
 
-def _take(table: pa.Table, order: np.ndarray) -> pa.Table:
-    """``table.take(order)``, in parallel slices of ``order`` on large tables (Arrow's take is one thread)."""
-    pieces = min(os.cpu_count() or 1, max(1, len(order) // (1 << 20)))
-    if pieces == 1:
-        return table.take(pa.array(order))
-    with ThreadPoolExecutor(max_workers=pieces) as pool:
-        return pa.concat_tables(pool.map(lambda part: table.take(pa.array(part)), np.array_split(order, pieces)))
+def _in_feed_order(column: pa.ChunkedArray, codes: np.ndarray) -> bool:
+    """Whether the rows are in time order and no symbol has two ticks at one instant: then grouping them by
+    symbol, keeping their order, sorts them, with no ties to break. Checked chunk by chunk, without a copy."""
+    last, offset, tied = None, 0, []  # tied: rows whose next row has the same timestamp
+    for chunk in column.chunks:
+        if len(chunk):
+            stamps = _numpy(chunk.cast(pa.int64()))
+            if (last is not None and stamps[0] < last) or np.any(stamps[1:] < stamps[:-1]):
+                return False
+            if last == stamps[0]:
+                tied.append([offset - 1])
+            tied.append(offset + np.flatnonzero(stamps[1:] == stamps[:-1]))
+            last = stamps[-1]
+        offset += len(chunk)
+    tied = np.concatenate(tied) if tied else np.zeros(0, np.int64)
+    if not len(tied):
+        return True
+    # ticks of different symbols may share an instant; a symbol's own ticks may not
+    rows = np.unique(np.concatenate([tied, tied + 1]))
+    new_run = np.ones(len(rows), dtype=bool)
+    new_run[1:] = (rows[1:] != rows[:-1] + 1) | ~np.isin(rows[:-1], tied)
+    keys = np.cumsum(new_run) * (int(codes.max()) + 1) + codes[rows]
+    return len(np.unique(keys)) == len(keys)
+
+
+_BLOCK_ROWS = 1 << 16  # rows reordered at a time when grouping by symbol (about a parsed CSV block)
+_MAX_PIECES = 1 << 12  # runs (block x symbol) per column at most: many symbols make the blocks larger
+
+
+def _block_bounds(column: pa.ChunkedArray, symbols: int) -> np.ndarray:
+    """Row offsets that cut a table into blocks: whole chunks of ``column``, merged up to a minimum size."""
+    rows = len(column)
+    least = max(_BLOCK_ROWS, -(-rows * symbols // _MAX_PIECES))
+    bounds, size = [0], 0
+    for chunk in column.chunks:
+        size += len(chunk)
+        if size >= least:
+            bounds.append(bounds[-1] + size)
+            size = 0
+    if size or len(bounds) == 1:
+        bounds.append(rows)
+    return np.array(bounds, dtype=np.int64)
+
+
+def _blocks(column: pa.ChunkedArray, bounds: np.ndarray) -> list[pa.Array]:
+    """``column`` cut at ``bounds``: zero-copy where a block is one chunk (or a slice of one)."""
+    out = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        piece = column.slice(int(lo), int(hi - lo))
+        out.append(piece.chunk(0) if piece.num_chunks == 1 else piece.combine_chunks())
+    return out
+
+
+def _group_by_symbol(blocks: dict[str, list[pa.Array]], codes: np.ndarray, bounds: np.ndarray,
+                     symbols: pa.Array) -> pa.Table:
+    """Rows grouped by symbol code, stably: each block is reordered on its own (while it is in cache) and its
+    runs are chained per symbol. The lists in ``blocks`` are emptied as they go, releasing each source block."""
+    count = len(symbols)
+    local = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        block = codes[lo:hi]
+        order = np.argsort(block.astype(np.int16), kind="stable")  # a radix sort
+        local.append((_arrow(order.astype(np.int32)), np.cumsum(np.bincount(block, minlength=count))))
+
+    def group(name: str) -> pa.ChunkedArray:
+        pieces: list[list[pa.Array]] = [[] for _ in range(count)]
+        column = blocks[name]
+        for i, (order, ends) in enumerate(local):
+            block, column[i] = column[i].take(order), None
+            start = 0
+            for symbol, end in enumerate(ends):
+                if end > start:
+                    pieces[symbol].append(block.slice(start, end - start))
+                start = end
+        return pa.chunked_array([p for runs in pieces for p in runs], SCHEMA.field(name).type)
+
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        grouped = dict(zip(blocks, pool.map(group, list(blocks))))
+    symbol = np.repeat(np.arange(count, dtype=np.int32), np.bincount(codes, minlength=count))
+    grouped["symbol"] = pa.DictionaryArray.from_arrays(_arrow(symbol), symbols)
+    return pa.Table.from_arrays([grouped[name] for name in RAW_COLUMNS], schema=SCHEMA)
+
+
+def _take(columns: list[pa.ChunkedArray], order: np.ndarray) -> pa.Table:
+    """The columns of a :data:`SCHEMA` table reordered, two at a time (Arrow's take is one thread). ``columns`` is
+    emptied as it goes: each source column is released once taken, so the copy costs a column, not a table."""
+    indices = _arrow(order.astype(np.int32) if len(order) < 1 << 31 else order)
+
+    def take(i: int) -> pa.ChunkedArray:
+        column, columns[i] = columns[i], None
+        return column.take(indices)
+
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        return pa.Table.from_arrays(list(pool.map(take, range(len(columns)))), schema=SCHEMA)
+
+
+# Sizes repeat a lot within a day (dictionary pages); prices compress better plain under zstd than as
+# dictionaries; timestamps rise within a symbol (deltas).
+# Statistics only on the sort keys, the columns a reader can prune row groups by; on the others they cost
+# time and serve no one.
+_PARQUET_OPTIONS = {
+    "compression": "zstd",
+    "row_group_size": 1 << 20,
+    "use_dictionary": ["symbol", "side", "size"],
+    "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
+    "write_statistics": ["timestamp", "symbol"],
+}
 
 
 def _write_file(table: pa.Table, folder: str, name: str) -> dict:
@@ -436,10 +662,7 @@ def _write_file(table: pa.Table, folder: str, name: str) -> dict:
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
-    # Prices and sizes repeat a lot within a day (dictionary pages); timestamps rise within a symbol (deltas).
-    pq.write_table(table, sink, compression="zstd", row_group_size=1 << 20,
-                   use_dictionary=["symbol", "side", "price", "size", "bid", "ask"],
-                   column_encoding={"timestamp": "DELTA_BINARY_PACKED"})
+    pq.write_table(table, sink, **_PARQUET_OPTIONS)
     data = memoryview(sink.getvalue())
     location = storage.join(folder, name)
     storage.write_bytes(location, data if storage.is_local(location) else data.tobytes())
@@ -459,7 +682,9 @@ def write_partition(table: pa.Table, folder: str) -> list[dict]:
     slices = [(table.slice(lo, hi - lo), f"part-{i:05d}.parquet") for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
     if files == 1:
         return [_write_file(slices[0][0], folder, slices[0][1])]
-    with ThreadPoolExecutor(max_workers=min(files, os.cpu_count() or 1)) as pool:
+    # Up to two files per core at once: with fewer, 3 files on 2 cores would leave one core idle for a third
+    # of the time; the OS shares the cores out evenly instead.
+    with ThreadPoolExecutor(max_workers=min(files, 2 * (os.cpu_count() or 1))) as pool:
         return list(pool.map(lambda part: _write_file(part[0], folder, part[1]), slices))
 
 

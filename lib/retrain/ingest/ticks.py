@@ -53,15 +53,23 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
         if existing is not None and existing.manifest.get("produced_by", {}).get("run_id") == run_id:
             return IngestResult("resumed", existing)  # a retry after this run committed and archived
         raise DataFormatError(f"landing/ticks/{name}", "a partition's files must have landed", "no files")
-    files = [(n, storage.read_bytes(storage.join(claimed, n))) for n in landing.data_files(claimed)]
+    files = [(n, _raw(storage.join(claimed, n))) for n in landing.data_files(claimed)]
+    # the raw files' digest first: an unchanged partition (a backfill over built ones) is not parsed at all
+    source = [{"name": f"{name}/{n}", **_digest(raw)} for n, raw in files]
+    source_digest = hashlib.sha256("".join(sorted(s["sha256"] for s in source)).encode()).hexdigest()[:16]
+    existing = snapshots.load(DATASET, "", partition)
+    if existing is not None and existing.manifest.get("source_digest") == source_digest:
+        _archive(claimed, partition)
+        produced = existing.manifest.get("produced_by", {}).get("run_id") == run_id
+        return IngestResult("resumed" if produced else "duplicate", existing)
     try:
         table = ticks.normalize_partition(files, partition)
     except DataFormatError as exc:
         reason = landing.quarantine(DATASET, claimed, exc, run_id)
         log.error("quarantined partition %s: %s (reason: %s)", partition, exc, reason)
         raise
+    del files
 
-    existing = snapshots.load(DATASET, "", partition)
     written: list[dict] = []
 
     def write(target: str) -> list[dict]:
@@ -69,21 +77,27 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
         return written
 
     # the version is the normalised content's digest: computed after writing, checked before committing
-    source = [{"name": f"{name}/{n}", "sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in files]
-    source_digest = hashlib.sha256("".join(sorted(s["sha256"] for s in source)).encode()).hexdigest()[:16]
-    if existing is not None and existing.manifest.get("source_digest") == source_digest:
-        _archive(claimed, partition)
-        produced = existing.manifest.get("produced_by", {}).get("run_id") == run_id
-        return IngestResult("resumed" if produced else "duplicate", existing)
     snapshot = snapshots.commit(
         DATASET, source_digest, write, rows=table.num_rows, partition=partition, source_files=source,
         produced_by={"run_id": run_id}, schema_version=ticks.SCHEMA_VERSION,
-        extra={"source_digest": source_digest, "symbols": sorted(set(table["symbol"].to_pylist())),
+        extra={"source_digest": source_digest, "symbols": ticks.symbols(table),
                "replaces": existing.version if existing else None},
     )
     _archive(claimed, partition)
     log.info("partition %s -> %d ticks (%s)", partition, snapshot.rows, "rebuilt" if existing else "new")
     return IngestResult("ingested", snapshot)
+
+
+def _raw(location: str) -> bytes | str:
+    """A landed file as the reader takes it: a local file by its path (streamed, never held whole), an object
+    by its bytes (one download serves both the digest and the reader)."""
+    return location if storage.is_local(location) else storage.read_bytes(location)
+
+
+def _digest(raw: bytes | str) -> dict:
+    if isinstance(raw, str):
+        return {"sha256": storage.sha256(raw), "bytes": storage.size(raw)}
+    return {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
 
 
 def _archive(claimed: str, partition: str) -> None:

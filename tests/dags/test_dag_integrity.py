@@ -30,7 +30,8 @@ def test_every_dag_file_imports(dagbag):
 
 
 DAG_IDS = ["ingest_power", "ingest_mnist", "ingest_cifar10", "ingest_ticks", "route_arrivals", "tabular_ml_training",
-           "image_dl_training", "time_series_training", "promote_models", "promote_partitioned_models"]
+           "image_dl_training", "time_series_training", "promote_models", "promote_partitioned_models",
+           "adhoc_training"]
 
 
 def test_expected_dags_exist(dagbag):
@@ -56,6 +57,15 @@ def test_training_is_scheduled_on_its_asset_and_emits_the_candidate(dagbag):
     outlets = [o.name for t in dag.tasks for o in t.outlets]
     assert outlets == ["household_power_lgbm.candidate"]
     assert dag.get_task("train").pool == "cpu"
+
+
+def test_adhoc_training_is_manual_only_and_trains_on_the_chosen_resources(dagbag):
+    dag = dagbag.dags["adhoc_training"]
+    assert type(dag.timetable).__name__ == "NullTimetable" and not dag.timetable.can_be_scheduled
+    assert dag.params["kind"] == "tabular" and dag.params["publish"] is False
+    pools = {t.task_id: (t.pool, t.queue) for t in dag.tasks if t.task_id.endswith((".train", ".evaluate"))}
+    assert pools == {"on_cpu.train": ("cpu", "default"), "on_cpu.evaluate": ("cpu", "default"),
+                     "on_gpu.train": ("gpu", "gpu"), "on_gpu.evaluate": ("gpu", "gpu")}
 
 
 def test_ingest_emits_the_data_asset(dagbag):

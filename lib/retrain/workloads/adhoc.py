@@ -1,0 +1,340 @@
+"""Ad-hoc training runs (the ``adhoc_training`` DAG): validated params, then the scheduled workloads' steps.
+
+:func:`plan` turns a manual run's params into a plan before any work starts: the workload, the dataset, the
+snapshot (default: the newest committed one) or, for ticks, the window, the effective dataset config (the
+YAML block with the run's ``overrides`` applied and validated by the workload's pydantic model), the
+resources and whether the candidate is published. Every later step reads only the plan, so a retried task
+trains exactly what the first try did.
+
+The image steps take loop overrides themselves. The tabular and tick steps of :mod:`retrain.workloads` read
+the YAML config by dataset name, so here they are composed from the same pure training functions
+(:mod:`retrain.training`) and the workloads' own MLflow logging bodies, called with the effective config.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from retrain import assets, config
+from retrain.errors import ConfigError, SnapshotError
+
+DAG_ID = "adhoc_training"
+# workload kind (the DAG's ``kind`` param) -> the workload whose config, library code and experiments it uses
+KINDS = {"tabular": "tabular_ml_training", "image": "image_dl_training", "timeseries": "time_series_training"}
+DATASETS = tuple(assets.DATA_ASSETS)
+# resource profile -> Airflow pool and queue of the train and evaluate tasks
+RESOURCES = {"cpu": {"pool": "cpu", "queue": "default"}, "gpu": {"pool": "gpu", "queue": "gpu"}}
+DEFAULT_RESOURCES = {"tabular": "cpu", "image": "gpu", "timeseries": "cpu"}
+# the registered model is fixed per dataset: names, the candidate asset and promotion hang on it
+FIXED_KEYS = ("model",)
+# image runs: only the loop's hyperparameters reach the shared training step
+OVERRIDABLE = {"image": ("loop",)}
+
+
+def datasets_of(kind: str) -> list[str]:
+    return [name for name, asset in assets.DATA_ASSETS.items() if asset.workload == KINDS[kind]]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the plan
+
+
+def plan(params: Mapping[str, Any]) -> dict:
+    """The validated plan of a manual run; ConfigError or SnapshotError (naming key and value) otherwise."""
+    kind = params.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{DAG_ID}: kind must be one of {list(KINDS)} (got {kind!r})")
+    known = datasets_of(kind)
+    dataset = params.get("dataset") or (known[0] if len(known) == 1 else None)
+    if dataset is None:
+        raise ConfigError(f"{DAG_ID}: {kind} runs must name a dataset (one of {known})")
+    if dataset not in known:
+        raise ConfigError(f"{DAG_ID}: dataset {dataset!r} is not a {kind} dataset (known: {known})")
+    overrides = dict(params.get("overrides") or {})
+    cfg = effective_config(kind, dataset, overrides)
+    resources = params.get("resources") or DEFAULT_RESOURCES[kind]
+    if resources not in RESOURCES:
+        raise ConfigError(f"{DAG_ID}: resources must be one of {list(RESOURCES)} (got {resources!r})")
+    publish = bool(params.get("publish", False))
+    if publish and assets.DATA_ASSETS[dataset].partitioned:
+        raise ConfigError(f"{DAG_ID}: publish = true is not possible for {dataset}: its candidates are judged by the "
+                          "partition-aware promote_partitioned_models, which manual runs (no partition key) cannot "
+                          "trigger; run it with candidate_run_id instead")
+    result = {"kind": kind, "workload": KINDS[kind], "dataset": dataset, "model": cfg.model,
+              "overrides": _paths(_expand(overrides)), "config": cfg.model_dump(mode="json"),
+              "resources": resources, "publish": publish}
+    if assets.DATA_ASSETS[dataset].partitioned:
+        if params.get("version"):
+            raise ConfigError(f"{DAG_ID}: {dataset} is partitioned: name the window's last partition with "
+                              f"'partition', not version = {params['version']!r}")
+        return result | {"window": _window(dataset, params.get("partition"), cfg)}
+    if params.get("partition"):
+        raise ConfigError(f"{DAG_ID}: {dataset} is not partitioned: name a snapshot with 'version', not "
+                          f"partition = {params['partition']!r}")
+    return result | {"event": _snapshot(dataset, params.get("version")).event_extra()}
+
+
+def effective_config(kind: str, dataset: str, overrides: Mapping[str, Any]) -> BaseModel:
+    """The dataset's config with ``overrides`` (nested, or dotted keys) applied, validated by its pydantic model."""
+    base = config.dataset_settings(KINDS[kind], dataset)
+    tree = _expand(overrides)
+    for path, value in _paths(tree).items():
+        top = path.split(".")[0]
+        if top in FIXED_KEYS:
+            raise ConfigError(f"{DAG_ID} override {path} = {value!r} for {dataset}: not overridable "
+                              f"(the registered model is fixed per dataset)")
+        if kind in OVERRIDABLE and top not in OVERRIDABLE[kind]:
+            raise ConfigError(f"{DAG_ID} override {path} = {value!r} for {dataset}: not overridable in ad hoc "
+                              f"{kind} runs (overridable: {', '.join(k + '.*' for k in OVERRIDABLE[kind])})")
+    try:
+        return type(base).model_validate(_merge(base.model_dump(), tree))
+    except ValidationError as exc:
+        problems = [_problem(type(base), error, tree) for error in exc.errors()]
+        raise ConfigError(f"{DAG_ID} overrides for {dataset} rejected: {'; '.join(problems)}") from None
+
+
+def _expand(overrides: Mapping[str, Any]) -> dict:
+    """Dotted keys (``"lightgbm.num_leaves": 15``) as nested dicts, merged with nested ones."""
+    tree: dict = {}
+    for key, value in overrides.items():
+        *parents, leaf = str(key).split(".")
+        node = tree
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{DAG_ID} override {key} = {value!r}: {'.'.join(parents[:i + 1])} is a value, "
+                                  "not a section")
+        if isinstance(value, Mapping):
+            value = _expand(value)
+            if isinstance(node.get(leaf), dict):
+                value = _merge(node[leaf], value)
+        node[leaf] = value
+    return tree
+
+
+def _merge(base: dict, tree: Mapping[str, Any]) -> dict:
+    merged = dict(base)
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _paths(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat |= _paths(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _problem(model: type[BaseModel], error: Mapping[str, Any], tree: Mapping[str, Any]) -> str:
+    """One validation error as ``key = value: rule``, with the value the run asked for."""
+    loc = [str(part) for part in error["loc"]]
+    path = ".".join(loc)
+    overridden = {p: v for p, v in _paths(tree).items() if p == path or p.startswith(path + ".") or not path}
+    if error["type"] == "extra_forbidden":
+        section = model
+        for part in loc[:-1]:
+            annotation = section.model_fields[part].annotation if part in section.model_fields else None
+            section = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+            if section is None:
+                break
+        known = f" (known: {', '.join(section.model_fields)})" if section is not None else ""
+        return f"{path} = {error.get('input')!r}: unknown key{known}"
+    shown = (f"{path} = {overridden[path]!r}" if path in overridden
+             else ", ".join(f"{p} = {v!r}" for p, v in overridden.items()) or f"{path} = {error.get('input')!r}")
+    return f"{shown}: {error['msg']}"
+
+
+def committed(dataset: str) -> list:
+    """Committed snapshots of a non-partitioned dataset, oldest first (sequence, then commit time)."""
+    from retrain import snapshots, storage
+    from retrain.settings import get_settings
+
+    found = []
+    for name in storage.listdir(get_settings().curated(dataset)):
+        if name.startswith("version="):
+            snapshot = snapshots.load(dataset, name.split("=", 1)[1])
+            if snapshot is not None:
+                found.append(snapshot)
+    return sorted(found, key=_commit_order)
+
+
+def _commit_order(snapshot) -> tuple:
+    return snapshot.manifest.get("sequence", 0), snapshot.manifest.get("created_at", ""), snapshot.version
+
+
+def _snapshot(dataset: str, version: str | None):
+    from retrain import snapshots
+
+    if version:
+        snapshot = snapshots.load(dataset, str(version))
+        if snapshot is None:
+            raise SnapshotError(f"{dataset}: no committed snapshot with version {version!r} "
+                                f"(newest: {[s.version for s in committed(dataset)[-3:]]})")
+        return snapshot
+    available = committed(dataset)
+    if not available:
+        raise SnapshotError(f"{dataset}: no committed snapshot to train on")
+    # commit times have one-second resolution: never guess between snapshots committed in the same second
+    tied = [s.version for s in available if _commit_order(s)[:2] == _commit_order(available[-1])[:2]]
+    if len(tied) > 1:
+        raise SnapshotError(f"{dataset}: the newest snapshot is ambiguous ({tied} were committed at "
+                            f"{available[-1].manifest.get('created_at')}): name one with 'version'")
+    return available[-1]
+
+
+def _window(dataset: str, partition: str | None, cfg) -> dict:
+    """The K committed partitions up to ``partition`` (default: the newest). Unlike scheduled runs, an ad-hoc
+    run may train an older window: the backfill policy guards automatic training, and promotion still
+    refuses windows older than the champion's."""
+    from retrain import snapshots
+    from retrain.ingest import ticks as ingest_ticks
+    from retrain.training import ticks
+
+    available = ingest_ticks.partitions()
+    if not available:
+        raise SnapshotError(f"{dataset}: no committed partition to train on")
+    end = partition or available[-1]
+    if end not in available:
+        raise SnapshotError(f"{dataset}: partition {end!r} has no committed snapshot (newest: {available[-3:]})")
+    window = ticks.window(available, end, cfg)
+    if len(window) < cfg.window_partitions:
+        raise SnapshotError(f"{dataset}: window_partitions = {cfg.window_partitions} needs that many committed "
+                            f"partitions up to {end} (observed {len(window)}: {window})")
+    return {"partition": end, "train": True, "window": window,
+            "events": [snapshots.load(dataset, "", p).event_extra() for p in window]}
+
+
+def _config(plan: Mapping[str, Any]):
+    base = config.dataset_settings(plan["workload"], plan["dataset"])
+    return type(base).model_validate(plan["config"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the steps: the scheduled workloads' library code, on what the plan names
+
+
+def gate(plan: Mapping[str, Any], work: str) -> dict:
+    """The workload's quality gate on the planned data (DataQualityError, no retry, when it fails)."""
+    from retrain.workloads import images, tabular, timeseries
+
+    if plan["kind"] == "timeseries":
+        return timeseries.gate(plan["window"], work)
+    return (images if plan["kind"] == "image" else tabular).gate(plan["event"], work)
+
+
+def train(plan: Mapping[str, Any], work: str) -> dict:
+    """Prepare the planned data and train the workload's model with the effective config."""
+    from retrain import snapshots, storage
+
+    cfg = _config(plan)
+    if plan["kind"] == "image":
+        from retrain.workloads import images
+
+        return images.train(plan["event"], work, cfg.loop.model_dump())
+    if plan["kind"] == "tabular":
+        from retrain.training import tabular
+
+        tabular.prepare(snapshots.from_uri(plan["event"]["uri"]), cfg, work)
+        return tabular.train(cfg, work)
+    from retrain.training import ticks
+
+    frames = ticks.prepare([snapshots.from_uri(e["uri"]) for e in plan["window"]["events"]], cfg)
+    for name, frame in zip(("train", "valid", "test"), frames):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        storage.write_bytes(storage.join(work, f"{name}.parquet"), buffer.getvalue())
+    model = ticks.train(frames[0], frames[1], cfg)
+    storage.write_text(storage.join(work, "model.txt"), model.booster.model_to_string())
+    # what retrain.workloads.timeseries.evaluate and its logging body read back
+    summary = model.summary() | {"feature_names": model.features, "up_fraction": model.up_fraction,
+                                 "history": model.history}
+    storage.write_text(storage.join(work, "train.json"), json.dumps(summary, default=float))
+    return model.summary()
+
+
+def evaluate(plan: Mapping[str, Any], work: str) -> dict:
+    """The workload's test metrics beside its baselines."""
+    if plan["kind"] == "image":
+        from retrain.workloads import images
+
+        return images.evaluate(plan["event"], work)
+    if plan["kind"] == "tabular":
+        from retrain.training import tabular
+
+        return tabular.evaluate(_config(plan), work)
+    from retrain.workloads import timeseries
+
+    return timeseries.evaluate(work)
+
+
+def lineage_data(plan: Mapping[str, Any]) -> dict:
+    """The data a candidate's lineage names: the snapshot's event, or the window's last one with its partitions."""
+    if plan["kind"] == "timeseries":
+        return plan["window"]["events"][-1] | {"partitions": plan["window"]["window"]}
+    return dict(plan["event"])
+
+
+def log_candidate(plan: Mapping[str, Any], gate: Mapping[str, Any], coordinates: Mapping[str, Any], work: str) -> dict:
+    """The MLflow candidate run (in the workload's experiment, tagged ``retrain.trigger=adhoc``) and the candidate
+    event's extra, which is also recorded on the run so ``promote_models`` can judge it by ``candidate_run_id``."""
+    from retrain import storage, tracking
+    from retrain.workloads import images, tabular, timeseries
+
+    cfg, kind = _config(plan), plan["kind"]
+    module = {"tabular": tabular, "image": images, "timeseries": timeseries}[kind]
+    lineage = tracking.Lineage(**coordinates, data=lineage_data(plan), quality=gate)
+    metrics = json.loads(storage.read_text(storage.join(work, "evaluate.json")))
+
+    def log_body() -> dict:
+        import mlflow
+
+        mlflow.set_tags(adhoc_tags(plan, lineage))
+        if kind == "image":
+            return images._log_body(plan["dataset"], lineage, work, metrics)
+        return module._log_body(cfg, lineage, work, metrics)
+
+    result = tracking.candidate_run(workload=plan["workload"], dataset=plan["dataset"], model_name=plan["model"],
+                                    lineage=lineage, log_body=log_body,
+                                    description=description(plan, lineage, metrics, module.PRIMARY_METRIC))
+    window = plan.get("window")
+    data_extra = {"partitions": window["window"], "window_end": window["partition"]} if window else None
+    return tracking.publish_candidate(model_name=plan["model"], dataset=plan["dataset"], result=result,
+                                      lineage=lineage, primary_metric=module.PRIMARY_METRIC, data_extra=data_extra)
+
+
+def adhoc_tags(plan: Mapping[str, Any], lineage) -> dict[str, str]:
+    return {
+        "retrain.trigger": "adhoc",
+        "retrain.adhoc.kind": plan["kind"],
+        "retrain.adhoc.overrides": json.dumps(plan["overrides"], sort_keys=True),
+        "retrain.adhoc.resources": plan["resources"],
+        "retrain.adhoc.published": str(plan["publish"]).lower(),
+        "mlflow.runName": f"adhoc-{plan['model']}-{lineage.data.get('version') or lineage.data.get('partition')}",
+    }
+
+
+def description(plan: Mapping[str, Any], lineage, metrics: Mapping[str, Any], primary_metric: str) -> str:
+    data = lineage.data
+    what = (f"window {', '.join(data['partitions'])}" if data.get("partitions")
+            else f"snapshot `{data.get('version')}` ({data.get('rows')} rows)")
+    overrides = ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in plan["overrides"].items()) or "none (configured settings)"
+    promotion = "promote_partitioned_models" if plan.get("window") else "promote_models"
+    published = (f"published to `{promotion}`" if plan["publish"] else
+                 f"not published: judge it with `{promotion}` and `candidate_run_id`")
+    shown = [k for k in metrics if k == primary_metric or (k.startswith(("test_", "baseline_")) and not k[-1].isdigit())]
+    rows = "".join(f"| {k}{' (primary)' if k == primary_metric else ''} | {float(metrics[k]):.4g} |\n" for k in shown)
+    return (f"**Ad hoc** {plan['model']} candidate from `{lineage.dag_id}` run `{lineage.run_id}` on `{plan['dataset']}` "
+            f"{what}; quality gate **{lineage.quality.get('verdict', 'unknown')}**; resources `{plan['resources']}`; "
+            f"{published}.\n\nOverrides: {overrides}\n\n| metric | value |\n|---|---|\n{rows}")

@@ -329,3 +329,21 @@ def test_router_and_ingest_dags_on_s3(sqs_dags, s3_env, power_file, tmp_path):
     data = asset_events("household_power")
     assert len(data) == data_before + 1 and data[-1]["extra"]["uri"].startswith(s3_env.data_root)
     assert storage.listdir(get_settings().landing("household_power")) == []
+
+
+def test_a_tick_partition_on_s3_is_complete_once_its_marker_is_there(s3_env, tmp_path):
+    from datetime import date
+
+    from retrain.data import ticks as tick_data
+    from retrain.ingest import landing, ticks
+
+    table = tick_data.generate_ticks(date(2026, 2, 2), ticks_per_day=2000, seed=1)
+    landed = _land(tmp_path, "ticks", "date=2026-02-02", {"ticks.csv": tick_data.to_csv_bytes(table)})
+    assert storage.listdir(landed) == [landing.DROP_COMPLETE, "ticks.csv"]  # what the S3 sensor waits for
+    result = ticks.ingest_partition("2026-02-02", "run-ticks")
+    assert result.status == "ingested" and result.snapshot.partition == "2026-02-02"
+    assert result.snapshot.location == get_settings().curated("ticks", "date=2026-02-02")
+    assert [s["name"] for s in result.snapshot.manifest["source_files"]] == ["date=2026-02-02/ticks.csv"]
+    assert ticks.partitions() == ["2026-02-02"] and storage.listdir(get_settings().landing("ticks")) == []
+    assert ticks.reland("2026-02-02")  # archived raw files go back for a rebuild, marker last
+    assert ticks.ingest_partition("2026-02-02", "run-ticks-2").status == "duplicate"

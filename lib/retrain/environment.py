@@ -19,6 +19,7 @@ RETRAIN_BROKER_PREFIX           optional prefix of every broker key (several dep
 RETRAIN_API_URL                 the api-server as workers reach it (``AIRFLOW__API__BASE_URL``)
 RETRAIN_JWT_SECRET              the secret scheduler, api-server and workers share to sign task tokens
 RETRAIN_WORKER_NAME             this worker's task-instance hostname (default: the host's FQDN)
+MLFLOW_TRACKING_URI             the MLflow server (default: the one `retrain up` starts on 127.0.0.1)
 ==============================  ==============================================================================
 """
 
@@ -121,6 +122,9 @@ def airflow_environment(settings: Settings | None = None) -> dict[str, str]:
     }
     if is_scale_out():
         env |= _celery_environment()
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            # never a per-host SQLite file when tasks run on many hosts: the server `retrain up` starts here
+            env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{os.environ.get('RETRAIN_MLFLOW_PORT', '5000')}"
     return env
 
 

@@ -340,6 +340,13 @@ def down(*, timeout: float = 30.0) -> list[str]:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+        # task processes run in process groups of their own: TERM them too, or a Celery worker's warm shutdown
+        # waits for them to finish
+        for member in session_members(pid):
+            try:
+                os.kill(member, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         stopped.append(component)
     deadline = time.monotonic() + timeout
     for component in stopped:

@@ -16,8 +16,11 @@ No Airflow and no MLflow here: ``fit`` reports each epoch through ``on_epoch_end
 - Augmentation (``augment=True``, for CIFAR-10): random crop with 4 pixels of zero padding and a random
   horizontal flip, done batch-wise on the device with one gather.
 - Checkpoint: ``checkpoint_dir/last.pt`` after every epoch (model, optimizer, scaler, epoch, best state,
-  history, config), written to a temporary file and renamed into place; a fit that finds one resumes
-  after its last epoch. Early stopping watches the validation loss; the model ends with the best weights.
+  history, config); a fit that finds one resumes after its last epoch. ``checkpoint_dir`` is a local folder
+  or an object-store location (``s3://…``): the checkpoint is serialised in memory and written through
+  :mod:`retrain.storage` in one step (a temporary file renamed into place locally, one PUT on S3), so a
+  retry on another worker resumes from the last epoch that reached the store. Early stopping watches the
+  validation loss; the model ends with the best weights.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from retrain import storage
 from retrain.config import LoopConfig  # noqa: F401  (re-exported: the loop's hyperparameters)
 from retrain.errors import ConfigError, RetrainError
 
@@ -269,23 +273,16 @@ def _autocast(enabled: bool):
     return torch.autocast("cuda", dtype=torch.float16) if enabled else contextlib.nullcontext()
 
 
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+def _save_checkpoint(location: str, payload: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    storage.write_bytes(location, buffer.getvalue())  # atomic: a reader sees the previous epoch's or this one's
 
 
-def _load_checkpoint(path: Path, cfg: LoopConfig) -> dict:
+def _load_checkpoint(path: str, cfg: LoopConfig) -> dict:
+    data = storage.read_bytes(path)  # outside the try: a store that cannot be reached is not a damaged file
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # a foreign or damaged file: say which, do not guess
         raise TrainingError(
             f"{path}: checkpoint must load with torch.load(weights_only=True) "
@@ -315,7 +312,8 @@ def fit(
 
     ``seconds`` covers training and validation; ``samples_per_s`` counts the training pass only.
     ``val_loss``/``val_accuracy`` are None without ``val_ds`` (and then nothing stops early). With
-    ``checkpoint_dir`` the fit resumes from ``last.pt`` there and rewrites it after every epoch;
+    ``checkpoint_dir`` (a local folder or a storage location such as ``s3://…``) the fit resumes from
+    ``last.pt`` there and rewrites it after every epoch;
     ``on_epoch_end(record)`` runs after the checkpoint, for newly trained epochs only. On return the model
     holds the weights of the epoch with the lowest validation loss.
     """
@@ -325,11 +323,11 @@ def fit(
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    path = storage.join(os.fspath(checkpoint_dir), CHECKPOINT) if checkpoint_dir is not None else None
     history: list[dict] = []
     best = {"val_loss": math.inf, "epoch": 0, "state": None}
     stopped = False
-    if path is not None and path.exists():
+    if path is not None and storage.exists(path):
         state = _load_checkpoint(path, cfg)
         try:
             model.load_state_dict(state["model"])
@@ -340,8 +338,6 @@ def fit(
             scaler.load_state_dict(state["scaler"])
         history, best, stopped = state["history"], state["best"], state["stopped_early"]
         log.info("resuming from %s after epoch %d of %d", path, state["epoch"], cfg.epochs)
-    elif path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
 
     train_feed = _Feed(train_ds, cfg.batch_size, device, cfg.num_workers)
     val_feed = _Feed(val_ds, cfg.eval_batch_size, device, cfg.num_workers) if val_ds is not None else None

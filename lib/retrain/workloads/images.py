@@ -1,16 +1,17 @@
 """The image workload's steps (MNIST, CIFAR-10): gate -> train -> evaluate -> log_candidate.
 
-One function per Airflow task; plain values in and out; files in the run's work folder. Training resumes
-from the last epoch's checkpoint when a task is retried.
+One function per Airflow task; plain values in and out; files in the run's work folder (a local path or an
+``s3://`` location), read and written only through :mod:`retrain.storage`: the tasks of one run may run on
+different workers, so nothing is left on a worker's disk for the next task. Training resumes from the last
+epoch's checkpoint in the work folder when a task is retried.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,10 +90,10 @@ def train(event: Mapping[str, Any], work: str, overrides: Mapping[str, Any] | No
     torch.manual_seed(cfg.seed)
     model = build_model(dataset)
     history = loop.fit(model, loop.image_dataset(train_x, train_y), loop.image_dataset(val_x, val_y), cfg,
-                       checkpoint_dir=Path(work) / "checkpoints")
-    local = Path(work)
-    local.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), local / "model.pt")
+                       checkpoint_dir=storage.join(work, "checkpoints"))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    storage.write_bytes(storage.join(work, "model.pt"), buffer.getvalue())
     device = loop.pick_device(cfg.device)
     summary = {"epochs_run": len(history), "history": history, "device": str(device),
                "train_samples": int(len(train_y)), "val_samples": int(len(val_y)), "loop": cfg.model_dump()}
@@ -104,7 +105,8 @@ def _trained_model(dataset: str, work: str):
     import torch
 
     model = build_model(dataset)
-    model.load_state_dict(torch.load(Path(work) / "model.pt", map_location="cpu", weights_only=True))
+    weights = io.BytesIO(storage.read_bytes(storage.join(work, "model.pt")))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model.eval()
 
 

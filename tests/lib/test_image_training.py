@@ -138,6 +138,17 @@ def test_damaged_checkpoint_is_named(digits, tmp_path):
         loop.fit(_model(), train, val, _cfg(epochs=1), checkpoint_dir=tmp_path)
 
 
+def test_an_unreachable_store_is_not_called_a_damaged_checkpoint(digits, tmp_path, monkeypatch):
+    """Checkpoints go through retrain.storage: a read that fails (S3 down) stays a retryable error."""
+    from retrain import storage
+
+    train, val = digits
+    (tmp_path / "last.pt").write_bytes(b"whatever is there")
+    monkeypatch.setattr(storage, "read_bytes", lambda location: (_ for _ in ()).throw(ConnectionError("store down")))
+    with pytest.raises(ConnectionError, match="store down"):
+        loop.fit(_model(), train, val, _cfg(epochs=1), checkpoint_dir=str(tmp_path))
+
+
 def test_early_stopping_when_val_loss_stops_improving(digits):
     train, val = digits
     # lr so small the weights cannot change in float32: the val loss never improves after epoch 1

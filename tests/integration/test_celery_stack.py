@@ -68,7 +68,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _postgres(sql: str) -> None:
+def _postgres(sql: str) -> list[tuple]:
+    """Run one statement as the server's superuser, outside a transaction; its rows, if any."""
     import psycopg2
 
     connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres")
@@ -76,6 +77,7 @@ def _postgres(sql: str) -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql)
+            return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
 
@@ -191,8 +193,8 @@ def _start(tmp_path_factory, databases, config_dir, services):
         print(f"\ncelery stack logs: {home / 'logs'}")
 
     started_at = time.monotonic()
-    started = subprocess.run(retrain + ["up"], env=env, capture_output=True, text=True, timeout=300)
     try:
+        started = subprocess.run(retrain + ["up"], env=env, capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, started.stdout + started.stderr
         print(f"\ncelery stack up in {time.monotonic() - started_at:.0f}s")
         password = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
@@ -339,18 +341,11 @@ def test_a_long_image_training_on_the_gpu_worker_does_not_delay_power(stack, tmp
 def _drop_connections(databases: list[str], seconds: float) -> int:
     """What every client sees when PostgreSQL restarts: all their connections to ``databases`` cut, every 2 s
     for ``seconds`` (the shared server itself cannot be restarted here). Returns how many were cut."""
-    import psycopg2
-
     names = ", ".join(f"'{db}'" for db in databases)
     cut, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
-        connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                           f"WHERE datname IN ({names}) AND pid <> pg_backend_pid()")
-            cut += cursor.fetchone()[0]
-        connection.close()
+        cut += _postgres(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                         f"WHERE datname IN ({names}) AND pid <> pg_backend_pid()")[0][0]
         time.sleep(2)
     return cut
 

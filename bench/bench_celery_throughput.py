@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -144,6 +145,7 @@ def run_profile(profile: str, files: list[Path]) -> dict:
         }
     finally:
         subprocess.run(RETRAIN + ["down"], env=env, capture_output=True, timeout=180)
+        shutil.rmtree(home, ignore_errors=True)
         if profile == "celery":
             import redis
 
@@ -171,7 +173,11 @@ def main() -> int:
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     results = []
     for profile in ([args.only] if args.only else ["embedded", "celery"]):
-        result = run_profile(profile, files)
+        try:
+            result = run_profile(profile, files)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         results.append(result)
         print(f"{profile:<9} wall {result['wall_seconds']:6.1f} s  ({60 * result['drops'] / result['wall_seconds']:.1f} drops/min)"
               f"  ingest runs {result['ingest_runs']}, training runs {result['training_runs']} "
@@ -183,6 +189,7 @@ def main() -> int:
               f"(load {os.getloadavg()[0]:.1f})")
     if len(results) == 2:
         print(f"celery / embedded wall time: {results[1]['wall_seconds'] / results[0]['wall_seconds']:.2f}x")
+    shutil.rmtree(staging, ignore_errors=True)
     return 0
 
 

@@ -283,10 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    environment.apply()
+    from retrain.errors import ConfigError
+
     started = time.perf_counter()
     try:
+        environment.apply()
         return args.func(args)
+    except ConfigError as exc:  # a setting or connection the user must fix: the message says which
+        print(f"retrain {args.command}: {exc}", file=sys.stderr)
+        return 2
     finally:
         if args.verbose:
             print(f"({time.perf_counter() - started:.1f}s)", file=sys.stderr)

@@ -29,12 +29,13 @@ import json
 import os
 import socket
 
+from retrain.errors import ConfigError
 from retrain.settings import Settings, get_settings, reset_settings
 
 PROFILES = ("embedded", "celery")
 
 
-class ProfileError(RuntimeError):
+class ProfileError(ConfigError):
     """The environment selects a profile but lacks what it needs."""
 
 

@@ -20,6 +20,10 @@ from retrain.stack import AirflowApi
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 DAYS = 40
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")  # Debian's, never downloaded
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,1600"]
 
 
 def _free_port() -> int:
@@ -64,9 +68,21 @@ def stack(tmp_path_factory):
 def _land(stack, tmp_path: Path, name: str, data: bytes) -> None:
     source = tmp_path / name
     source.write_bytes(data)
-    out = subprocess.run(stack["retrain"] + ["land", "household_power", str(source)], env=stack["env"],
+    _land_path(stack, "household_power", source)
+
+
+def _land_path(stack, dataset: str, source: Path) -> None:
+    out = subprocess.run(stack["retrain"] + ["land", dataset, str(source)], env=stack["env"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def _land_drop(stack, tmp_path: Path, dataset: str, files: dict[str, bytes]) -> None:
+    drop = tmp_path / f"{dataset}-drop"
+    drop.mkdir()
+    for name, data in files.items():
+        (drop / name).write_bytes(data)
+    _land_path(stack, dataset, drop)
 
 
 def _power(seed: int) -> bytes:
@@ -99,6 +115,58 @@ def test_power_chain_on_the_real_scheduler(stack, tmp_path):
     assert champion.tags["decision"] == "first_model"
     assert champion.tags["data.version"] == data_events[0]["extra"]["version"]
     assert [e for e in events if e["name"] == "household_power_lgbm.champion"]
+
+
+def test_the_mlflow_ui_shows_why_the_champion_is_in_service(stack, tmp_path, monkeypatch):
+    """The promoted household_power_lgbm version in the MLflow UI, in headless Chromium: its `champion` alias,
+    the decision tags and the decision description are on the page a reviewer opens (issue #6 item 5)."""
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})")
+    import mlflow
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.selenium_manager import SeleniumManager
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("selenium-manager must not run: it would download a driver")
+
+    monkeypatch.setattr(SeleniumManager, "binary_paths", no_download)
+    model = "household_power_lgbm"
+    champion = mlflow.MlflowClient(stack["mlflow"]).get_model_version_by_alias(model, "champion")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(f"{stack['mlflow']}/#/models/{model}/versions/{champion.version}")
+        wait = WebDriverWait(driver, 60)  # a React app behind a hash route: wait for what it renders
+
+        def shown(selector: str):
+            element = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)  # tags scroll in a box
+            return wait.until(expected_conditions.visibility_of(element))
+
+        alias = shown('[data-component-type="tag"][title="champion"]')
+        description = shown('[data-testid="note-editor-preview-content"]')
+        driver.execute_script("window.scrollTo(0, 0)")
+        screenshot = tmp_path / f"mlflow-{model}-v{champion.version}.png"
+        assert driver.save_screenshot(str(screenshot))
+        print(f"MLflow UI screenshot: {screenshot}")
+
+        assert alias.text.replace("\xa0", " ").strip() == "@ champion"
+        assert "Decision: first model" in description.text
+        assert champion.tags["decision.reasons"] in description.text  # "first model: test_rmse … beats the naive baseline …"
+        assert "No champion to compare with: judged against the run's own naive baseline." in description.text
+        for key in ("decision", "decision.reasons", "candidate_run_id", "data.version", "data.sha256", "quality.verdict",
+                    "airflow.dag_id", "airflow.run_id"):
+            row = shown(f'[data-testid="tags-section"] tr[data-row-key="{key}"]')
+            assert row.text.split("\n")[:2] == [key, champion.tags[key]], row.text
+    finally:
+        driver.quit()
 
 
 def test_a_second_drop_retrains_and_a_bad_drop_changes_nothing(stack, tmp_path):
@@ -170,23 +238,65 @@ def test_tick_backfill_trains_only_the_newest_window(stack, tmp_path):
     assert len(promotions) == 1 and promotions[0]["state"] == "success"
 
 
-def test_an_approval_required_model_waits_for_a_reviewer(stack, tmp_path):
-    """CIFAR-10's policy requires approval: the challenger waits on the ApprovalOperator, a reviewer approves
-    through the REST API, and only then does `champion` move."""
+def _image_training_for(api, events: dict[str, dict], timeout: float = 400) -> dict[str, dict]:
+    """Wait until finished image_dl_training runs were triggered by each of ``events`` (dataset -> event);
+    returns dataset -> the run its event triggered."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, dict] = {}
+    while time.monotonic() < deadline and len(found) < len(events):
+        for run in api.runs("image_dl_training"):
+            if run["state"] not in ("success", "failed"):
+                continue
+            upstream = api.get(f"dags/image_dl_training/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")["asset_events"]
+            found |= {dataset: run for dataset, event in events.items() if event["id"] in {e["id"] for e in upstream}}
+        time.sleep(2)
+    assert len(found) == len(events), f"image_dl_training ran for {sorted(found)} of {sorted(events)}"
+    return found
+
+
+def _champion(client, model: str, timeout: float = 240):
+    """The version behind a model's ``champion`` alias, waiting for the promotion that sets it."""
     import mlflow
 
-    from retrain.data import cifar10
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.get_model_version_by_alias(model, "champion")
+        except mlflow.exceptions.MlflowException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def _data_events(api, names: tuple[str, ...], timeout: float = 120) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events: dict[str, dict] = {}
+        for event in api.asset_events("order_by=-timestamp&limit=100"):
+            if event["name"] in names:
+                events.setdefault(event["name"], event)  # the newest of each
+        if len(events) == len(names):
+            return events
+        time.sleep(2)
+    raise AssertionError(f"no asset events for {names} after {timeout}s")
+
+
+def test_an_approval_required_model_waits_for_a_reviewer(stack, tmp_path):
+    """CIFAR-10's policy requires approval: the challenger waits on the ApprovalOperator, a reviewer approves
+    through the REST API, and only then does `champion` move. An MNIST drop lands meanwhile: ingest_mnist emits
+    the `mnist` event, image_dl_training trains on it (its run queues behind CIFAR-10's and overlaps the
+    review, which keeps the module short) and, needing no approval, it becomes champion."""
+    import mlflow
+
+    from retrain.data import cifar10, mnist
 
     api = stack["api"]
-    drop = tmp_path / "cifar-drop"
-    drop.mkdir()
-    for name, data in cifar10.generate_cifar10(600, 1, 200, seed=5).items():
-        (drop / name).write_bytes(data)
-    out = subprocess.run(stack["retrain"] + ["land", "cifar10", str(drop)], env=stack["env"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    training = api.wait_for_runs("image_dl_training", 1, timeout=400)
-    assert training[0]["state"] == "success" and training[0]["run_type"] == "asset_triggered"
+    _land_drop(stack, tmp_path, "cifar10", cifar10.generate_cifar10(600, 1, 200, seed=5))
+    cifar_event = _data_events(api, ("cifar10",))["cifar10"]
+    assert cifar_event["source_dag_id"] == "ingest_cifar10"
+    _land_drop(stack, tmp_path, "mnist", mnist.generate_mnist(300, 200, seed=4, gz=True))
+    training = _image_training_for(api, {"cifar10": cifar_event})["cifar10"]
+    assert training["state"] == "success" and training["run_type"] == "asset_triggered"
 
     deadline = time.monotonic() + 240
     review = None
@@ -198,10 +308,16 @@ def test_an_approval_required_model_waits_for_a_reviewer(stack, tmp_path):
                 review = (run["dag_run_id"], waiting[0]["map_index"])
         time.sleep(2)
     assert review, "no challenger review is waiting"
+    paused_at = time.monotonic()
     client = mlflow.MlflowClient(stack["mlflow"])
     challenger = client.get_model_version_by_alias("cifar10_cnn", "challenger")
     with pytest.raises(mlflow.exceptions.MlflowException):
         client.get_model_version_by_alias("cifar10_cnn", "champion")  # nothing moves before the review
+
+    # A reviewer answers after reading, not within seconds of the pause. Airflow 3.3.2 races on an instant
+    # answer: when the scheduler handles the pausing worker's exit after the resumed try has started, it marks
+    # that try up for retry and the review is asked again.
+    time.sleep(max(0.0, paused_at + 10 - time.monotonic()))
 
     run_id, map_index = review
     api.request("PATCH", f"dags/promote_models/dagRuns/{run_id}/taskInstances/review_challenger/{map_index}/hitlDetails",
@@ -216,6 +332,13 @@ def test_an_approval_required_model_waits_for_a_reviewer(stack, tmp_path):
     champion = client.get_model_version_by_alias("cifar10_cnn", "champion")
     assert champion.version == challenger.version
     assert champion.tags["decision"] == "promoted" and champion.tags["approval.by"] == "admin"
+
+    mnist_event = _data_events(api, ("mnist",))["mnist"]
+    assert mnist_event["source_dag_id"] == "ingest_mnist" and mnist_event["extra"]["rows"] == 500
+    mnist_training = _image_training_for(api, {"mnist": mnist_event})["mnist"]
+    assert mnist_training["state"] == "success" and mnist_training["run_type"] == "asset_triggered"
+    # MNIST's policy needs no approval; waiting for its promotion also leaves nothing running for `down`
+    assert _champion(client, "mnist_cnn").tags["decision"] == "first_model"
 
 
 def test_down_leaves_no_process_behind(stack):

@@ -10,7 +10,8 @@ learning rate and device.
 train the dataset's CNN on the `gpu` pool and `gpu` queue (CUDA with AMP when present, else CPU; a retried
 task resumes from the last epoch's checkpoint) → test accuracy, macro-F1, per-class accuracy and confusion
 matrix beside a majority-class baseline → MLflow run with the model → a `<model>.candidate` event for
-`promote_models`. `max_active_runs=1` and the one-slot `gpu` pool keep two trainings off one GPU.
+`promote_models`. The one-slot `gpu` pool keeps two trainings off one GPU; runs themselves may overlap
+(with `max_active_runs=1`, events landing during a run would wait for the next event: apache/airflow#56050).
 """
 
 from __future__ import annotations

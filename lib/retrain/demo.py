@@ -18,6 +18,7 @@ import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import quote
 
 from retrain import promotion, samples, stack, storage
@@ -43,11 +44,11 @@ def _echo(text: str) -> None:
     print(text, flush=True)  # flushed: a forked child must not inherit (and print again) a buffered line
 
 
-def _log_path(ti: dict) -> str:
+def _log_path(log_root: Path, ti: dict) -> str:
     """Where the task's log file is (Airflow's default ``log_filename_template``)."""
     mapped = f"map_index={ti['map_index']}/" if ti.get("map_index", -1) >= 0 else ""
-    return str(get_settings().airflow_home / "logs" / f"dag_id={ti['dag_id']}" / f"run_id={ti['dag_run_id']}"
-               / f"task_id={ti['task_id']}" / f"{mapped}attempt={max(ti.get('try_number') or 1, 1)}.log")
+    return str(log_root / f"dag_id={ti['dag_id']}" / f"run_id={ti['dag_run_id']}" / f"task_id={ti['task_id']}"
+               / f"{mapped}attempt={max(ti.get('try_number') or 1, 1)}.log")
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Follower:
     mlflow_url: str
     started: float = field(default_factory=time.monotonic)
     echo: Callable[[str], None] = _echo
+    log_root: Path = field(default_factory=lambda: get_settings().airflow_home / "logs")
     runs: dict[tuple[str, str], str] = field(default_factory=dict)
     unread: set[tuple[str, str]] = field(default_factory=set)  # finished runs whose events are not shown yet
     decisions: dict[str, dict] = field(default_factory=dict)  # candidate run id -> its decision tags
@@ -107,7 +109,7 @@ class Follower:
         for ti in tis:
             if ti["state"] == "failed":
                 failure = {"dag_id": ti["dag_id"], "run_id": ti["dag_run_id"], "task_id": ti["task_id"],
-                           "map_index": ti["map_index"], "log": _log_path(ti)}
+                           "map_index": ti["map_index"], "log": _log_path(self.log_root, ti)}
                 self.failures.append(failure)
                 mapped = f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""
                 self.say(f"  FAILED {ti['dag_id']}.{ti['task_id']}{mapped}  log: {failure['log']}")

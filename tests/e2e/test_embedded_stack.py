@@ -341,6 +341,31 @@ def test_an_approval_required_model_waits_for_a_reviewer(stack, tmp_path):
     assert _champion(client, "mnist_cnn").tags["decision"] == "first_model"
 
 
+def test_the_demo_summary_and_progress_read_the_same_story(stack):
+    """What `retrain demo` prints comes from the REST API and MLflow: the summary names each model's champion
+    and last decision; a follower that has seen everything reports nothing new, and failed runs with log paths."""
+    from retrain import demo
+
+    rows = {r["model"]: r for r in demo.summary(stack["mlflow"], stack["api"].base)}
+    power = rows["household_power_lgbm"]
+    assert power["candidates"] == 2 and power["champion"] == "1" and power["decision"] == "rejected"
+    assert power["metric"] == "test_rmse" and power["value"] > 0
+    assert power["mlflow"].endswith("/#/models/household_power_lgbm/versions/1")
+    assert rows["cifar10_cnn"]["decision"] == "promoted" and rows["ticks_direction_lgbm"]["champion"] == "1"
+
+    lines: list[str] = []
+    follower = demo.Follower(stack["api"], stack["mlflow"], echo=lines.append,
+                             log_root=stack["home"] / "airflow" / "logs")
+    follower.prime()
+    follower.poll()
+    assert not [line for line in lines if "decision" in line or "event" in line or "FAILED" in line]
+    assert follower.decided("household_power_lgbm") == 2
+    bad = [r for r in stack["api"].runs("tabular_ml_training") if r["state"] == "failed"]
+    follower._failure(bad[0])
+    assert [(f["task_id"], f["log"].endswith("attempt=1.log")) for f in follower.failures] == [("quality_gate", True)]
+    assert os.path.exists(follower.failures[0]["log"])
+
+
 def test_down_leaves_no_process_behind(stack):
     out = subprocess.run(stack["retrain"] + ["down"], env=stack["env"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0

@@ -13,7 +13,6 @@ the YAML config by dataset name, so here they are composed from the same pure tr
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -236,7 +235,7 @@ def gate(plan: Mapping[str, Any], work: str) -> dict:
 
 def train(plan: Mapping[str, Any], work: str) -> dict:
     """Prepare the planned data and train the workload's model with the effective config."""
-    from retrain import snapshots, storage
+    from retrain import snapshots
 
     cfg = _config(plan)
     if plan["kind"] == "image":
@@ -248,20 +247,10 @@ def train(plan: Mapping[str, Any], work: str) -> dict:
 
         tabular.prepare(snapshots.from_uri(plan["event"]["uri"]), cfg, work)
         return tabular.train(cfg, work)
-    from retrain.training import ticks
+    from retrain.workloads import timeseries
 
-    frames = ticks.prepare([snapshots.from_uri(e["uri"]) for e in plan["window"]["events"]], cfg)
-    for name, frame in zip(("train", "valid", "test"), frames):
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        storage.write_bytes(storage.join(work, f"{name}.parquet"), buffer.getvalue())
-    model = ticks.train(frames[0], frames[1], cfg)
-    storage.write_text(storage.join(work, "model.txt"), model.booster.model_to_string())
-    # what retrain.workloads.timeseries.evaluate and its logging body read back
-    summary = model.summary() | {"feature_names": model.features, "up_fraction": model.up_fraction,
-                                 "history": model.history}
-    storage.write_text(storage.join(work, "train.json"), json.dumps(summary, default=float))
-    return model.summary()
+    timeseries.features(plan["window"], work, cfg)
+    return timeseries.train(work, cfg)
 
 
 def evaluate(plan: Mapping[str, Any], work: str) -> dict:

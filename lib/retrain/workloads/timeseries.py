@@ -65,21 +65,24 @@ def gate(window: Mapping[str, Any], work: str) -> dict:
     return {"verdict": "passed", "partitions": summaries}
 
 
-def features(window: Mapping[str, Any], work: str) -> dict:
+def features(window: Mapping[str, Any], work: str, cfg: config.TickTrainingConfig | None = None) -> dict:
+    """Bars and features of the window, split train/valid/test, written to the work folder (``cfg``: the
+    workload's configuration unless an ad-hoc run overrides it)."""
     from retrain.training import ticks
 
     snaps = [snapshots.from_uri(e["uri"]) for e in window["events"]]
-    train, valid, test = ticks.prepare(snaps, dataset_config())
+    train, valid, test = ticks.prepare(snaps, cfg or dataset_config())
     for name, frame in (("train", train), ("valid", valid), ("test", test)):
         _write(frame, storage.join(work, f"{name}.parquet"))
     return {"train": len(train), "valid": len(valid), "test": len(test)}
 
 
-def train(work: str) -> dict:
+def train(work: str, cfg: config.TickTrainingConfig | None = None) -> dict:
+    """LightGBM on the work folder's train/valid features; the booster and its summary go back there."""
     from retrain.training import ticks
 
     model = ticks.train(_read(storage.join(work, "train.parquet")), _read(storage.join(work, "valid.parquet")),
-                        dataset_config())
+                        cfg or dataset_config())
     storage.write_text(storage.join(work, "model.txt"), model.booster.model_to_string())
     summary = model.summary() | {"feature_names": model.features, "up_fraction": model.up_fraction,
                                  "history": model.history}

@@ -75,7 +75,7 @@ with DAG(
 
             return images.evaluate(event, orchestration.work_folder(context, event["dataset"]))
 
-        @task(outlets=[CANDIDATES])
+        @task(queue="gpu", outlets=[CANDIDATES])  # logging a PyTorch model needs torch: GPU workers have it
         def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
             """The MLflow candidate run; emits the candidate-model event."""
             from retrain import assets, tracking

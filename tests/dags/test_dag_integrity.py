@@ -68,6 +68,16 @@ def test_adhoc_training_is_manual_only_and_trains_on_the_chosen_resources(dagbag
                      "on_gpu.train": ("gpu", "gpu"), "on_gpu.evaluate": ("gpu", "gpu")}
 
 
+def test_image_tasks_that_need_torch_go_to_the_gpu_queue(dagbag):
+    """A CPU worker carries no torch (the `tabular` dependency set): training, evaluation and logging the
+    PyTorch model run where the `dl` set is installed."""
+    dag = dagbag.dags["image_dl_training"]
+    queues = {t.task_id: (t.queue, t.pool) for t in dag.tasks}
+    assert queues["pipeline.train"] == ("gpu", "gpu") and queues["pipeline.evaluate"] == ("gpu", "gpu")
+    assert queues["pipeline.log_candidate"][0] == "gpu"
+    assert queues["pipeline.quality_gate"][0] == "default"
+
+
 def test_ingest_emits_the_data_asset(dagbag):
     dag = dagbag.dags["ingest_power"]
     assert [o.name for t in dag.tasks for o in t.outlets] == ["household_power"]

@@ -380,7 +380,8 @@ def test_a_worker_killed_mid_task_is_retried_on_the_other_worker(stack):
     promotions_before = len(api.runs("promote_models"))
     assert _drop_connections(stack["databases"], 16) > 0
 
-    runs = api.wait_for_runs("tabular_ml_training", runs_before + 1, timeout=240)
+    # heartbeat timeout (20 s) + detection + retry delay (30 s, backoff) + the retry itself, on a loaded 2-core box
+    runs = api.wait_for_runs("tabular_ml_training", runs_before + 1, timeout=480)
     run = next(r for r in runs if r["dag_run_id"] == run_id)
     assert run["state"] == "success", run
     retried = api.task_instances("tabular_ml_training", run_id)["log_candidate"][0]

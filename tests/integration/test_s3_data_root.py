@@ -302,9 +302,22 @@ def sqs_dags(s3_env, airflow_db, tmp_path, monkeypatch):
 
     settings.reset_settings()
     config.load.cache_clear()
+    _retire_local_data_assets()
     from retrain.inprocess import load_dags
 
     return load_dags()
+
+
+def _retire_local_data_assets() -> None:
+    """Earlier tests in this session registered the data assets under the local (file://) data root. Airflow keeps
+    asset names unique among *active* assets, so the S3 ones could not become active and their events would be
+    dropped. A deployment uses one data root; here the earlier ones are orphaned, as the dag processor would."""
+    from airflow.models.asset import AssetActive
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:
+        session.execute(delete(AssetActive).where(AssetActive.uri.like("file://%")))
 
 
 def test_router_and_ingest_dags_on_s3(sqs_dags, s3_env, power_file, tmp_path):

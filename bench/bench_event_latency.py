@@ -25,34 +25,13 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from datetime import datetime
 from pathlib import Path
 
-from stackbench import running_stack
+from stackbench import percentile, running_stack, timestamp, wait_for
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20"))
 DAYS = 20
 TARGET_SECONDS = 1.0
-
-
-def _ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def _wait(what: str, probe, timeout: float = 600.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} not seen after {timeout:.0f}s")
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -75,7 +54,7 @@ def main() -> int:
                 fresh = [e for e in events if e["name"] == "household_power" and e["id"] not in seen_events]
                 return fresh[0] if fresh else None
 
-            event = _wait("household_power event", new_event)
+            event = wait_for("household_power event", new_event)
 
             def consumer():
                 for run in api.runs("tabular_ml_training"):
@@ -86,18 +65,18 @@ def main() -> int:
                         return run
                 return None
 
-            run = _wait("consumer run started", consumer)
+            run = wait_for("consumer run started", consumer)
             mapped = event.get("source_map_index", -1)
             ti_path = (f"dags/{event['source_dag_id']}/dagRuns/{event['source_run_id']}/taskInstances/"
                        f"{event['source_task_id']}" + (f"/{mapped}" if mapped is not None and mapped >= 0 else ""))
-            ti = _wait("ingest task end", lambda: (t := api.get(ti_path)).get("end_date") and t)
-            row = {"task_end": _ts(ti["end_date"]), "event": _ts(event["timestamp"]),
-                   "queued": _ts(run["queued_at"]), "started": _ts(run["start_date"])}
+            ti = wait_for("ingest task end", lambda: (t := api.get(ti_path)).get("end_date") and t)
+            row = {"task_end": timestamp(ti["end_date"]), "event": timestamp(event["timestamp"]),
+                   "queued": timestamp(run["queued_at"]), "started": timestamp(run["start_date"])}
             rows.append(row)
             print(f"  event {i + 1:2d}: task end -> event {row['event'] - row['task_end']:+.2f} s, "
                   f"event -> queued {row['queued'] - row['event']:.2f} s, "
                   f"queued -> started {row['started'] - row['queued']:.2f} s", flush=True)
-            _wait("consumer run finished", lambda: api.get(
+            wait_for("consumer run finished", lambda: api.get(
                 f"dags/tabular_ml_training/dagRuns/{run['dag_run_id']}")["state"] in ("success", "failed"))
 
     spans = {
@@ -109,7 +88,7 @@ def main() -> int:
     print(f"\nevent latency over {len(rows)} household_power events on the embedded stack "
           f"(python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f})")
     for name, values in spans.items():
-        print(f"  {name:<40} median {statistics.median(values):6.2f} s   p90 {_pct(values, 0.9):6.2f} s   "
+        print(f"  {name:<40} median {statistics.median(values):6.2f} s   p90 {percentile(values, 0.9):6.2f} s   "
               f"max {max(values):6.2f} s")
     median = statistics.median(spans["asset event -> consumer DagRun queued"])
     ok = median < TARGET_SECONDS

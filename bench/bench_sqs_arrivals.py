@@ -34,33 +34,13 @@ import subprocess
 import sys
 import time
 import urllib.error
-from datetime import datetime
 
-from stackbench import RETRAIN, free_port, stack_env
+from stackbench import RETRAIN, free_port, percentile, stack_env, timestamp, wait_for
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20"))
 TARGET_SECONDS = 3.0
 PAUSED = ("tabular_ml_training", "promote_models", "promote_partitioned_models", "image_dl_training",
           "time_series_training", "ingest_ticks")
-
-
-def _ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def _wait(what: str, probe, timeout: float = 300.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.25)
-    raise TimeoutError(f"{what} not seen after {timeout:.0f}s")
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def moto_services() -> tuple[object, dict[str, str], object]:
@@ -126,10 +106,10 @@ def main() -> int:
             return None
 
         # the watcher is live once the TestEvent from configuring notifications has come through
-        _wait("the s3:TestEvent as a landing_arrivals event", lambda: events("landing_arrivals"), timeout=240)
+        wait_for("the s3:TestEvent as a landing_arrivals event", lambda: events("landing_arrivals"), timeout=240)
         print(f"stack up and watcher live after {time.monotonic() - started:.0f}s "
               f"(load average {os.getloadavg()[0]:.2f})", flush=True)
-        _wait("the TestEvent's router run finished", lambda: any(
+        wait_for("the TestEvent's router run finished", lambda: any(
             r["state"] in ("success", "failed") for r in api.runs("route_arrivals")), timeout=120)
 
         for i in range(EVENTS):
@@ -139,22 +119,22 @@ def main() -> int:
             put_at = time.time()
             s3.put_object(Bucket="retrain-bench", Key=f"data/landing/household_power/power {i:02d}.txt", Body=body)
 
-            arrival = _wait("landing_arrivals event", lambda: next(
+            arrival = wait_for("landing_arrivals event", lambda: next(
                 (e for e in events("landing_arrivals") if e["id"] not in seen), None))
-            router = _wait("route_arrivals run", lambda: run_of("route_arrivals", arrival["id"]))
-            landing = _wait("landing.household_power event", lambda: next(
+            router = wait_for("route_arrivals run", lambda: run_of("route_arrivals", arrival["id"]))
+            landing = wait_for("landing.household_power event", lambda: next(
                 (e for e in events("landing.household_power") if e["id"] not in seen_landing), None))
-            ingest = _wait("ingest_power run started", lambda: (r := run_of("ingest_power", landing["id"]))
+            ingest = wait_for("ingest_power run started", lambda: (r := run_of("ingest_power", landing["id"]))
                            and r.get("start_date") and r)
-            row = {"put": put_at, "arrival": _ts(arrival["timestamp"]), "router_queued": _ts(router["queued_at"]),
-                   "landing": _ts(landing["timestamp"]), "ingest_queued": _ts(ingest["queued_at"]),
-                   "ingest_started": _ts(ingest["start_date"])}
+            row = {"put": put_at, "arrival": timestamp(arrival["timestamp"]), "router_queued": timestamp(router["queued_at"]),
+                   "landing": timestamp(landing["timestamp"]), "ingest_queued": timestamp(ingest["queued_at"]),
+                   "ingest_started": timestamp(ingest["start_date"])}
             rows.append(row)
             print(f"  event {i + 1:2d}: put -> asset event {row['arrival'] - row['put']:.2f} s, "
                   f"-> router queued {row['router_queued'] - row['put']:.2f} s, "
                   f"-> landing event {row['landing'] - row['put']:.2f} s, "
                   f"-> ingest queued {row['ingest_queued'] - row['put']:.2f} s", flush=True)
-            row["ingest_state"] = _wait("ingest run finished", lambda: (state := api.get(
+            row["ingest_state"] = wait_for("ingest run finished", lambda: (state := api.get(
                 f"dags/ingest_power/dagRuns/{ingest['dag_run_id']}")["state"]) in ("success", "failed") and state,
                 timeout=300)
             row["named"] = landing["extra"].get("names")
@@ -173,7 +153,7 @@ def main() -> int:
     print(f"\nSQS arrivals over {len(rows)} objects on the embedded stack with moto "
           f"(python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f})")
     for name, values in spans.items():
-        print(f"  {name:<40} median {statistics.median(values):6.2f} s   p90 {_pct(values, 0.9):6.2f} s   "
+        print(f"  {name:<40} median {statistics.median(values):6.2f} s   p90 {percentile(values, 0.9):6.2f} s   "
               f"max {max(values):6.2f} s")
     succeeded = sum(r["ingest_state"] == "success" for r in rows)
     one_each = all(r["named"] == [f"power {i:02d}.txt"] for i, r in enumerate(rows))

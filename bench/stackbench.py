@@ -1,6 +1,6 @@
 """What the real-stack benchmarks share: a stack in a temporary RETRAIN_HOME on free ports, and its RSS.
 
-Not a benchmark itself (no ``bench_`` prefix); imported by ``bench_event_latency.py`` and ``bench_demo.py``.
+Not a benchmark itself (no ``bench_`` prefix); imported by the benchmarks that start a stack.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 RETRAIN = [sys.executable, "-m", "retrain"]
@@ -88,3 +89,25 @@ class RssSampler:
 
     def peak(self, since: float = 0.0) -> int:
         return max((rss for t, rss in self.samples if t >= since), default=0)
+
+
+def timestamp(value: str) -> float:
+    """Seconds since the epoch of an ISO timestamp as the Airflow REST API writes it."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def wait_for(what: str, probe: Callable[[], object], timeout: float = 300.0, interval: float = 0.25):
+    """``probe()``'s first truthy answer, polled every ``interval`` seconds; TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not seen after {timeout:.0f}s")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0..1) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

@@ -50,18 +50,19 @@ def running_stack(prefix: str) -> Iterator[dict[str, str]]:
 
 
 def stack_rss(home: str, exclude: frozenset[int] = frozenset()) -> int:
-    """Bytes resident in every process started for the stack in ``home`` (found by its RETRAIN_HOME), but
-    this one and ``exclude`` (clients such as ``retrain demo`` itself)."""
+    """Bytes resident in every process of the stack in ``home`` (``retrain.stack.processes``), but this one and
+    ``exclude`` (clients such as ``retrain demo`` itself)."""
     import psutil
 
+    from retrain.stack import processes
+
     total = 0
-    for proc in psutil.process_iter(["environ"]):
-        try:
-            if (proc.info["environ"] or {}).get("RETRAIN_HOME") == home and proc.pid != os.getpid() \
-                    and proc.pid not in exclude:
+    for proc in processes(home):
+        if proc.pid != os.getpid() and proc.pid not in exclude:
+            try:
                 total += proc.memory_info().rss
-        except (psutil.Error, ProcessLookupError):
-            continue
+            except psutil.Error:
+                continue
     return total
 
 
@@ -111,3 +112,14 @@ def percentile(values: list[float], q: float) -> float:
     """The nearest-rank ``q`` quantile (0..1) of ``values``."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def print_spans(title: str, spans: dict[str, list[float]]) -> None:
+    """One line per span: median, 90th percentile and max seconds, under a title naming the machine's load."""
+    import statistics
+
+    print(f"\n{title} (python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f})")
+    for name, values in spans.items():
+        print(f"  {name:<40} median {statistics.median(values):6.2f} s   p90 {percentile(values, 0.9):6.2f} s   "
+              f"max {max(values):6.2f} s")

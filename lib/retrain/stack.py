@@ -415,6 +415,21 @@ def _has_live_members(pgid: int) -> bool:
     return False
 
 
+def processes(home: str) -> list:
+    """Every live process started for the stack in ``home`` (its environment names that RETRAIN_HOME), children
+    and task processes included: what ``down`` must leave empty."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["environ"]):
+        try:
+            if (proc.info["environ"] or {}).get("RETRAIN_HOME") == home:
+                found.append(proc)
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+    return found
+
+
 class AirflowApi:
     """A small client of the running stack's Airflow REST API (token from the generated admin password)."""
 

@@ -409,14 +409,6 @@ def test_down_stops_every_worker_and_task_process(stack):
     out = subprocess.run(stack["retrain"] + ["down"], env=stack["env"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "worker-gpu" in out.stdout
-    import psutil
+    from retrain.stack import processes
 
-    home = str(stack["home"])
-    leftovers = []
-    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
-        try:
-            if (proc.info["environ"] or {}).get("RETRAIN_HOME") == home:
-                leftovers.append(proc.info["cmdline"])
-        except (psutil.AccessDenied, psutil.NoSuchProcess):
-            continue
-    assert leftovers == []
+    assert [proc.cmdline() for proc in processes(str(stack["home"]))] == []

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-from stackbench import percentile, running_stack, timestamp, wait_for
+from stackbench import print_spans, running_stack, timestamp, wait_for
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20"))
 DAYS = 20
@@ -85,11 +84,7 @@ def main() -> int:
         "consumer DagRun queued -> started": [r["started"] - r["queued"] for r in rows],
         "ingest task end -> consumer started": [r["started"] - r["task_end"] for r in rows],
     }
-    print(f"\nevent latency over {len(rows)} household_power events on the embedded stack "
-          f"(python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f})")
-    for name, values in spans.items():
-        print(f"  {name:<40} median {statistics.median(values):6.2f} s   p90 {percentile(values, 0.9):6.2f} s   "
-              f"max {max(values):6.2f} s")
+    print_spans(f"event latency over {len(rows)} household_power events on the embedded stack", spans)
     median = statistics.median(spans["asset event -> consumer DagRun queued"])
     ok = median < TARGET_SECONDS
     print(f"target: event -> queued median < {TARGET_SECONDS:.0f} s -> {'MEETS TARGET' if ok else 'MISSES TARGET'}")

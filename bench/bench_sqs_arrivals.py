@@ -31,11 +31,10 @@ import logging
 import os
 import statistics
 import subprocess
-import sys
 import time
 import urllib.error
 
-from stackbench import RETRAIN, free_port, percentile, stack_env, timestamp, wait_for
+from stackbench import RETRAIN, free_port, print_spans, stack_env, timestamp, wait_for
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20"))
 TARGET_SECONDS = 3.0
@@ -150,11 +149,7 @@ def main() -> int:
         "put_object -> ingest_power queued": [r["ingest_queued"] - r["put"] for r in rows],
         "put_object -> ingest_power started": [r["ingest_started"] - r["put"] for r in rows],
     }
-    print(f"\nSQS arrivals over {len(rows)} objects on the embedded stack with moto "
-          f"(python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f})")
-    for name, values in spans.items():
-        print(f"  {name:<40} median {statistics.median(values):6.2f} s   p90 {percentile(values, 0.9):6.2f} s   "
-              f"max {max(values):6.2f} s")
+    print_spans(f"SQS arrivals over {len(rows)} objects on the embedded stack with moto", spans)
     succeeded = sum(r["ingest_state"] == "success" for r in rows)
     one_each = all(r["named"] == [f"power {i:02d}.txt"] for i, r in enumerate(rows))
     print(f"  ingest runs succeeded: {succeeded}/{len(rows)}; each landing event named exactly its object: {one_each}")

@@ -46,7 +46,7 @@ for dataset in ("mnist", "cifar10"):
             timeout=ingest_cfg.wait_timeout_hours * 3600,
         )
 
-        @task
+        @task(inlets=orchestration.landing_inlets(dataset))
         def list_landed(dataset: str = dataset, **context) -> list[str]:
             """Names of the drops this run ingests (those its events name, or all waiting in the landing folder)."""
             return orchestration.landed_names(context, dataset)

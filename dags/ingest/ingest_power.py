@@ -41,7 +41,7 @@ with DAG(
         timeout=ingest_cfg.wait_timeout_hours * 3600,
     )
 
-    @task
+    @task(inlets=orchestration.landing_inlets(DATASET))
     def list_landed(**context) -> list[str]:
         """Names of the files this run ingests (those its events name, or all waiting in landing/household_power/)."""
         return orchestration.landed_names(context, DATASET)

@@ -10,6 +10,11 @@ default profile the ingest DAGs watch the landing folder themselves and this DAG
 keys to ingest (`keys`, `names`); `ingest_power`, `ingest_mnist` and `ingest_cifar10` are scheduled on them.
 Routing is by key prefix: `landing/household_power/<file>`, `landing/<mnist|cifar10>/<drop>/_SUCCESS`.
 
+**Events no run consumed:** Airflow 3.3.2 leaves an event that lands while the DAG waits for a run slot
+unconsumed until the asset's next event (apache/airflow#56050); every run also routes the recent events no run
+of this DAG consumed (the ledger drops what was already named). The ingest DAGs do the same with their
+landing events.
+
 **Dropped (logged, never an event):** messages that are not S3 notifications, `s3:TestEvent`, keys outside the
 landing prefix or in no routed dataset's folder, a repeated notification of an object already named, an object
 already gone from landing. The watcher deletes messages on reception, so the sweep names every object that has
@@ -32,7 +37,7 @@ with DAG(
     **orchestration.dag_kwargs("ingest"),
 ):
 
-    @task(outlets=[orchestration.landing_alias()])
+    @task(inlets=orchestration.arrivals_inlets(), outlets=[orchestration.landing_alias()])
     def route(**context) -> dict:
         """One landing.<dataset> event per dataset with new objects (from SQS messages, or the sweep)."""
         return orchestration.route_arrivals(context)

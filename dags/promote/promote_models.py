@@ -5,7 +5,8 @@
 same for candidates of partition-aware training (ticks), whose events carry a partition key. Each runs one
 at a time, so two promotions of the same model never interleave. A manual run may name a candidate with the `candidate_run_id` param.
 
-**Per candidate (mapped):** load the candidate run and the current `champion`, score both on the candidate's
+**Per candidate (mapped):** `judge` on the `default` queue, or `judge_image` on the `gpu` queue for image
+candidates (scoring a CNN loads PyTorch, which only GPU workers carry; no `gpu` pool slot is taken). Load the candidate run and the current `champion`, score both on the candidate's
 held-out examples (paired), decide by the model's policy in `configs/promotion.yaml` (primary metric,
 minimum improvement, guardrails, minimum evaluation size, paired bootstrap CI or McNemar), write the
 comparison on the candidate run, then either register the version and move `previous_champion` and
@@ -40,13 +41,14 @@ approval_timeout = timedelta(hours=config.load("promotion").policy_defaults.get(
 
 
 def promotion_tasks(candidates: list) -> None:
-    """collect -> judge (mapped) -> review requests -> ApprovalOperator (mapped) for challengers."""
+    """collect -> judge (mapped), collect image candidates -> judge_image (mapped) -> review requests -> ApprovalOperator (mapped) for challengers."""
 
     @task(inlets=candidates)
     @orchestration.permanent_errors_fail_fast
-    def collect_candidates(**context) -> list[dict]:
-        """The candidate events this run judges."""
-        return orchestration.candidate_events(context, candidates)
+    def collect_candidates(queue: str = orchestration.DEFAULT_QUEUE, **context) -> list[dict]:
+        """The candidate events this run judges on ``queue`` (`gpu` for the models whose scoring loads PyTorch,
+        which only GPU workers carry; `default` for the others)."""
+        return orchestration.by_judge_queue(orchestration.candidate_events(context, candidates))[queue]
 
     @task(outlets=[CHAMPIONS])
     @orchestration.permanent_errors_fail_fast
@@ -64,15 +66,18 @@ def promotion_tasks(candidates: list) -> None:
             )
         return decision
 
-    @task
-    def review_requests(decisions: list[dict], *, ti=None) -> list[dict]:
+    @task(trigger_rule="none_failed")  # a judge with no candidate to map over is skipped
+    def review_requests(decisions: list[dict], image_decisions: list[dict], *, ti=None) -> list[dict]:
         """One approval request per challenger awaiting review."""
         from retrain.workloads import promote
 
-        pending = [promote.review_request(d) for d in decisions if d["outcome"] == "awaiting_approval"]
+        decided = [*(decisions or []), *(image_decisions or [])]
+        pending = [promote.review_request(d) for d in decided if d["outcome"] == "awaiting_approval"]
         ti.xcom_push(key="reviews", value=[details for _, details in pending])
         return [kwargs for kwargs, _ in pending]
 
+    collect_image_candidates = collect_candidates.override(task_id="collect_image_candidates")
+    judge_image = judge.override(task_id="judge_image", queue=orchestration.GPU_QUEUE)
     review = ApprovalOperator.partial(
         task_id="review_challenger",
         doc="A person approves or rejects the challenger; no answer before the timeout rejects it.",
@@ -81,7 +86,10 @@ def promotion_tasks(candidates: list) -> None:
         response_timeout=approval_timeout,
         outlets=[CHAMPIONS],
         post_execute=orchestration.apply_review,
-    ).expand_kwargs(review_requests(judge.expand(event=collect_candidates())))
+    ).expand_kwargs(review_requests(
+        judge.expand(event=collect_candidates()),
+        judge_image.expand(event=collect_image_candidates(queue=orchestration.GPU_QUEUE)),
+    ))
 
 
 for dag_id, schedule, candidates in (

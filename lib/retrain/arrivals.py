@@ -259,6 +259,24 @@ class Dispatch:
     repeats: list[Arrival] = field(default_factory=list)  # named by an earlier run already
     gone: list[Arrival] = field(default_factory=list)  # no longer in landing
 
+    def merge(self, other: Dispatch) -> None:
+        """Add another dispatch of the same run (the sweep after the messages): one event per dataset still."""
+        for dataset, event in other.events.items():
+            if dataset not in self.events:
+                self.events[dataset] = event
+                continue
+            mine = self.events[dataset]
+            for key, name in zip(event["keys"], event["names"]):
+                if name not in mine["names"]:
+                    mine["keys"].append(key)
+                    mine["names"].append(name)
+            mine["source"] = f"{mine['source']}+{event['source']}"
+        self.routing.duplicates += other.routing.duplicates
+        self.routing.dropped += other.routing.dropped
+        self.routing.ignored += other.routing.ignored
+        self.repeats += other.repeats
+        self.gone += other.gone
+
     def summary(self) -> dict:
         return {"events": {ds: e["names"] for ds, e in self.events.items()},
                 "duplicates": len(self.routing.duplicates) + len(self.repeats), "gone": len(self.gone),

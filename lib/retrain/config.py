@@ -101,6 +101,8 @@ class ArrivalsConfig(Strict):
     sqs_idle_seconds: int = Field(0, ge=0, le=300)  # pause after a receive that returned nothing
     reconcile_cron: str = "*/10 * * * *"
     reconcile_min_age_minutes: int = Field(10, ge=0)  # an object waiting this long with no event gets one
+    # events no run consumed (apache/airflow#56050) are picked up by the next run if younger than this
+    unconsumed_lookback_minutes: int = Field(30, ge=1)
 
 
 class IngestConfig(WorkloadConfig):

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 PERMANENT_ERRORS = (DataQualityError, DataFormatError, SnapshotError, ConfigError, LandingPathError)
 
 
+DEFAULT_QUEUE, GPU_QUEUE = "default", "gpu"
+# workloads whose models load PyTorch to be scored: their candidates are judged where torch is installed
+TORCH_WORKLOADS = frozenset({"image_dl_training"})
+
 CHAMPIONS_ALIAS = "retrain_champions"
 CANDIDATES_ALIAS = "retrain_candidates"
 
@@ -207,6 +211,15 @@ def candidate_events(context: Mapping[str, Any], candidates: list[Asset] | None 
     return [dict(max(latest, key=lambda e: e.timestamp).extra)]
 
 
+def by_judge_queue(events: list[dict]) -> dict[str, list[dict]]:
+    """Candidate events split by the Celery queue whose workers can score them (order kept in each)."""
+    split: dict[str, list[dict]] = {DEFAULT_QUEUE: [], GPU_QUEUE: []}
+    for event in events:
+        workload = assets.CANDIDATE_ASSETS[event["model"]].workload
+        split[GPU_QUEUE if workload in TORCH_WORKLOADS else DEFAULT_QUEUE].append(event)
+    return split
+
+
 def apply_review(context: Mapping[str, Any], result: Mapping[str, Any]) -> None:
     """``post_execute`` of the review ApprovalOperator: apply the reviewer's answer to the challenger.
 
@@ -298,18 +311,51 @@ def landing_sensor(dataset: str, subpath: str = "*", *, folder: bool = False, **
                        wildcard_match=True, aws_conn_id=settings.storage_conn_id, deferrable=True, **kwargs)
 
 
+def landing_inlets(dataset: str) -> list[Asset]:
+    """An event-driven ingest task reads its landing asset's recent events (see ``events_to_handle``)."""
+    return [landing_asset(dataset)] if event_driven_arrivals() else []
+
+
+def events_to_handle(context: Mapping[str, Any], asset: Asset) -> list[dict]:
+    """The extras of the events of ``asset`` this run handles, oldest first: those that triggered it, and any
+    recent one that no run of this DAG consumed.
+
+    Airflow 3.3.2 queues one entry per asset and DAG; a run created from it consumes the events up to the
+    entry's creation, so an event that lands while the entry waits (the DAG at ``max_active_runs``, or just a
+    busy scheduler) is consumed by no run until the asset's next event (apache/airflow#56050). For an arrival
+    that next event may never come. The task reads the asset's events of the last
+    ``arrivals.unconsumed_lookback_minutes`` (an inlet) and takes those too; what it takes twice is harmless
+    (the router's ledger and the ingest's landing check drop repeats)."""
+    triggering_accessor = context.get("triggering_asset_events") or {}
+    try:
+        triggering = list(triggering_accessor[asset])
+    except KeyError:
+        triggering = []
+    inlet_events = context.get("inlet_events")
+    strays = []
+    if inlet_events is not None:
+        from datetime import datetime, timezone
+
+        minutes = config.load("ingest").arrivals.unconsumed_lookback_minutes
+        since = datetime.now(timezone.utc) - timedelta(minutes=minutes)
+        dag_id = context["ti"].dag_id
+        seen = {e.id for e in triggering if getattr(e, "id", None) is not None}
+        strays = [e for e in inlet_events[asset].after(since.isoformat())
+                  if e.id not in seen and not any(r.dag_id == dag_id for r in e.created_dagruns)]
+        if strays:
+            log.warning("%s: %d event(s) of %s no run consumed (apache/airflow#56050); handling them here: %s",
+                        dag_id, len(strays), asset.name, [e.id for e in strays])
+    return [dict(e.extra or {}) for e in sorted(triggering + strays, key=lambda e: e.timestamp)]
+
+
 def landed_names(context: Mapping[str, Any], dataset: str) -> list[str]:
     """What an ingest run takes: the names its landing events name that are still waiting (sqs profile),
     else (sensor profile, or a manual run) every name waiting in the landing folder."""
     from retrain.ingest import landing
 
-    triggering = context.get("triggering_asset_events") or {}
-    events = []
-    if event_driven_arrivals():
-        try:
-            events = [dict(e.extra) for e in triggering[landing_asset(dataset)]]
-        except KeyError:
-            events = []
+    dag_run = context.get("dag_run")
+    triggered = dag_run is not None and dag_run.run_type == "asset_triggered"
+    events = events_to_handle(context, landing_asset(dataset)) if event_driven_arrivals() and triggered else []
     if not events:
         return landing.pending(dataset)
     from retrain import arrivals
@@ -322,33 +368,48 @@ def arrivals_schedule():
     cron (sqs profile); None elsewhere."""
     if not event_driven_arrivals():
         return None
-    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
-    from airflow.sdk import AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
-    from retrain.settings import get_settings
+    cfg = config.load("ingest").arrivals
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.reconcile_cron, timezone="UTC"),
+                               assets=arrivals_asset(watched=True))
 
-    settings, cfg = get_settings(), config.load("ingest").arrivals
-    trigger = MessageQueueTrigger(scheme="sqs", sqs_queue=settings.sqs_queue_url, aws_conn_id=settings.storage_conn_id,
-                                  max_messages=cfg.sqs_max_messages, wait_time_seconds=cfg.sqs_wait_seconds,
-                                  waiter_delay=cfg.sqs_idle_seconds)
-    watched = Asset(name=assets.ARRIVALS_ASSET, uri=assets.arrivals_uri(), group="landing",
-                    watchers=[AssetWatcher(name=f"{assets.ARRIVALS_ASSET}_sqs", trigger=trigger)])
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.reconcile_cron, timezone="UTC"), assets=watched)
+
+def arrivals_asset(*, watched: bool = False) -> Asset:
+    """The asset the SQS watcher's batches are events of. ``watched``: with its ``AssetWatcher`` (the SQS
+    trigger). Every reference to it in a DAG must be the watched one: the dag processor keeps one definition per
+    asset, the last it meets (task inlets come after the schedule), and one without watchers removes the
+    watcher from the triggerer."""
+    watchers = []
+    if watched:
+        from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+        from airflow.sdk import AssetWatcher
+
+        from retrain.settings import get_settings
+
+        settings, cfg = get_settings(), config.load("ingest").arrivals
+        trigger = MessageQueueTrigger(scheme="sqs", sqs_queue=settings.sqs_queue_url,
+                                      aws_conn_id=settings.storage_conn_id, max_messages=cfg.sqs_max_messages,
+                                      wait_time_seconds=cfg.sqs_wait_seconds, waiter_delay=cfg.sqs_idle_seconds)
+        watchers = [AssetWatcher(name=f"{assets.ARRIVALS_ASSET}_sqs", trigger=trigger)]
+    return Asset(name=assets.ARRIVALS_ASSET, uri=assets.arrivals_uri(), group="landing", watchers=watchers)
+
+
+def arrivals_inlets() -> list[Asset]:
+    """``route_arrivals``' inlet (to read the events no run consumed): the watched asset, see ``arrivals_asset``."""
+    return [arrivals_asset(watched=True)] if event_driven_arrivals() else []
 
 
 def route_arrivals(context: Mapping[str, Any]) -> dict:
-    """The router task: an SQS-triggered run routes its message batches, a scheduled run sweeps the landing zone;
-    either way, one ``landing.<dataset>`` event per dataset with objects to ingest."""
+    """The router task: routes the SQS message batches of its events (and of any no run consumed); a run that no
+    event triggered (the reconcile cron, a manual run) also sweeps the landing zone. One ``landing.<dataset>`` event per dataset with objects to ingest."""
     from retrain import arrivals
 
-    triggering = context.get("triggering_asset_events") or {}
-    extras = [dict(e.extra) for asset, events in triggering.items() if getattr(asset, "name", None) == assets.ARRIVALS_ASSET
-              for e in events]
-    if extras:
-        result = arrivals.dispatch(arrivals.message_bodies(extras), context["run_id"])
-    else:
+    extras = events_to_handle(context, arrivals_asset())
+    result = arrivals.dispatch(arrivals.message_bodies(extras), context["run_id"]) if extras else arrivals.Dispatch()
+    if context["dag_run"].run_type != "asset_triggered":  # the reconcile cron, or a manual run
         minutes = config.load("ingest").arrivals.reconcile_min_age_minutes
-        result = arrivals.sweep(context["run_id"], timedelta(minutes=minutes))
+        result.merge(arrivals.sweep(context["run_id"], timedelta(minutes=minutes)))
     for dataset, extra in result.events.items():
         context["outlet_events"][landing_alias()].add(landing_asset(dataset), extra=extra)
     return result.summary()

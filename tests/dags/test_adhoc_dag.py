@@ -203,7 +203,7 @@ def test_an_unpublished_candidate_is_judged_when_promotion_names_its_run(dags, i
     extra = _ti(image_run["run"], "log_candidate").xcom_pull(task_ids="log_candidate")
     run = dags.get_dag("promote_models").test(run_conf={"candidate_run_id": extra["run_id"]})
     assert str(run.state) == "success"
-    decision = _ti(run, "judge").xcom_pull(task_ids="judge", map_indexes=0)
+    decision = _ti(run, "judge_image").xcom_pull(task_ids="judge_image", map_indexes=0)
     assert decision["candidate_run_id"] == extra["run_id"] and decision["model"] == "mnist_cnn"
     assert _client().get_run(extra["run_id"]).data.tags["promotion.decision"] == decision["outcome"]
 

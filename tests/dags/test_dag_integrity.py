@@ -77,6 +77,20 @@ def test_image_tasks_that_need_torch_go_to_the_gpu_queue(dagbag):
     assert queues["pipeline.log_candidate"][0] == "gpu"
     assert queues["pipeline.quality_gate"][0] == "default"
 
+    promote = {t.task_id: (t.queue, t.pool) for t in dagbag.dags["promote_models"].tasks}
+    assert promote["judge_image"] == ("gpu", "default_pool")  # scoring a CNN loads torch, but takes no GPU slot
+    assert promote["judge"][0] == "default"
+
+
+def test_image_candidates_are_judged_apart_from_the_others():
+    from retrain import orchestration
+
+    events = [{"model": "household_power_lgbm", "run_id": "1"}, {"model": "cifar10_cnn", "run_id": "2"},
+              {"model": "mnist_cnn", "run_id": "3"}, {"model": "ticks_direction_lgbm", "run_id": "4"}]
+    split = orchestration.by_judge_queue(events)
+    assert [e["run_id"] for e in split["default"]] == ["1", "4"]
+    assert [e["run_id"] for e in split["gpu"]] == ["2", "3"]
+
 
 def test_ingest_emits_the_data_asset(dagbag):
     dag = dagbag.dags["ingest_power"]

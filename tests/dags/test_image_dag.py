@@ -83,7 +83,7 @@ def test_the_mnist_candidate_is_promoted_as_first_model(mnist_chain, dags):
 
     run = dags.get_dag("promote_models").test()
     assert str(run.state) == "success"
-    decision = next(t for t in run.get_task_instances() if t.task_id == "judge").xcom_pull(task_ids="judge", map_indexes=0)
+    decision = next(t for t in run.get_task_instances() if t.task_id == "judge_image").xcom_pull(task_ids="judge_image", map_indexes=0)
     assert decision["model"] == "mnist_cnn" and decision["outcome"] == "first_model", decision
     champion = registry.alias_version("mnist_cnn", registry.CHAMPION)
     assert champion.version == decision["version"] and champion.tags["quality.verdict"] == "passed"

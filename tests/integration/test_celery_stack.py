@@ -5,7 +5,8 @@ RETRAIN_DATA_ROOT=s3://…, RETRAIN_ARRIVALS=sqs).
 
 Asserts what only a real deployment shows: an object put to the landing bucket becomes a champion through SQS,
 ingest, training and promotion, with the MLflow artifacts in S3; which worker ran which task (queue and hostname
-on the task instance); that a long image training holding the `gpu` pool does not delay the power workload; and
+on the task instance); that a long image training holding the `gpu` pool does not delay the power workload; that image candidates are
+judged where torch is (the `gpu` worker); and
 that a worker killed mid-task costs a retry on another worker, not a candidate run left RUNNING forever.
 
 Each run gets fresh PostgreSQL databases (`retrain_it_<random>` for Airflow, `..._mlflow` for MLflow), its own
@@ -126,6 +127,8 @@ def config_dir(tmp_path_factory) -> Path:
 
 
 class Api(AirflowApi):
+    logs: Path | None = None  # the stack's log folder, for what a failed wait reports
+
     def wait_for_runs(self, dag_id: str, count: int, timeout: float = 240) -> list[dict]:
         """Wait until ``count`` runs of a DAG have finished; returns all runs."""
         deadline = time.monotonic() + timeout
@@ -134,7 +137,28 @@ class Api(AirflowApi):
             if len([r for r in runs if r["state"] in ("success", "failed")]) >= count:
                 return runs
             time.sleep(2)
-        raise AssertionError(f"{dag_id}: fewer than {count} finished runs after {timeout}s: {self.runs(dag_id)}")
+        raise AssertionError(f"{dag_id}: fewer than {count} finished runs after {timeout}s\n{self.diagnosis()}")
+
+    def diagnosis(self) -> str:
+        """What a failed wait needs to be understood after the stack is gone: every chain DAG's runs, the latest
+        asset events, and the scheduler's and triggerer's last words about waiting events."""
+        lines = []
+        for dag_id in ("route_arrivals", "ingest_power", "tabular_ml_training", "image_dl_training", "promote_models"):
+            for r in self.runs(dag_id):
+                lines.append(f"run {dag_id} {r['dag_run_id']} {r['run_type']} {r['state']} "
+                             f"queued={r.get('queued_at')} start={r.get('start_date')} end={r.get('end_date')}")
+        try:
+            for e in self.asset_events("order_by=-timestamp&limit=15"):
+                lines.append(f"event {e['name']} from {e.get('source_dag_id')}/{e.get('source_run_id')} at {e['timestamp']}")
+        except Exception as exc:  # the listing itself may be what fails (apache/airflow#71360)
+            lines.append(f"asset events unavailable: {exc}")
+        for name, pattern in (("scheduler", ("deferring", "exceeded", "ERROR", "error", "Traceback")),
+                              ("triggerer", ("Received", "fired", "ERROR", "error", "Traceback"))):
+            path = self.logs / f"{name}.log" if self.logs else None
+            if path and path.exists():
+                hits = [ln[:300] for ln in path.read_text(errors="replace").splitlines() if any(p in ln for p in pattern)]
+                lines += [f"{name}.log: {ln}" for ln in hits[-15:]]
+        return "\n".join(lines)
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, list[dict]]:
         tis = self.get(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
@@ -199,6 +223,7 @@ def _start(tmp_path_factory, databases, config_dir, services):
         print(f"\ncelery stack up in {time.monotonic() - started_at:.0f}s")
         password = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
         api = Api(f"http://127.0.0.1:{env['RETRAIN_AIRFLOW_PORT']}", password)
+        api.logs = home / "logs"
     except BaseException:
         stop()
         raise
@@ -306,7 +331,7 @@ def test_a_long_image_training_on_the_gpu_worker_does_not_delay_power(stack, tmp
             if any(t["state"] == "running" for t in tis.get("pipeline.train", [])):
                 training = run
         time.sleep(1)
-    assert training, "the MNIST training never started"
+    assert training, f"the MNIST training never started\n{api.diagnosis()}"
     gpu_pool = api.get("pools/gpu")
     assert gpu_pool["slots"] == 1 and gpu_pool["running_slots"] == 1, gpu_pool
 
@@ -338,6 +363,16 @@ def test_a_long_image_training_on_the_gpu_worker_does_not_delay_power(stack, tmp
         assert {(ti["queue"], ti["pool"]) for ti in image_tis[task_id]} == {("gpu", "gpu")}
         assert {ti["hostname"] for ti in image_tis[task_id]} == stack["workers"]["gpu"]
     assert {ti["queue"] for ti in image_tis["pipeline.quality_gate"]} == {"default"}
+
+    # scoring the CNN candidate loads torch: it is judged on the gpu worker, not on a CPU one
+    deadline, judged = time.monotonic() + 240, []
+    while time.monotonic() < deadline and not judged:
+        for run in api.runs("promote_models"):
+            tis = api.task_instances("promote_models", run["dag_run_id"])
+            judged += [ti for ti in tis.get("judge_image", []) if ti["state"] == "success"]
+        time.sleep(2)
+    assert judged, f"the MNIST candidate was never judged\n{api.diagnosis()}"
+    assert {(ti["queue"], ti["hostname"]) for ti in judged} <= {("gpu", h) for h in stack["workers"]["gpu"]}
 
 
 def _drop_connections(databases: list[str], seconds: float) -> int:

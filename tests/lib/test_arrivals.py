@@ -167,3 +167,47 @@ def test_an_ingest_run_takes_the_union_of_its_events_names_in_order():
     extras = [{"dataset": "household_power", "names": ["b.txt", "a.txt"]},
               {"dataset": "household_power", "names": ["a.txt", "c.txt"]}]
     assert arrivals.names_from_events("household_power", extras) == ["b.txt", "a.txt", "c.txt"]
+
+
+def test_a_run_also_takes_recent_events_no_run_of_its_dag_consumed():
+    """apache/airflow#56050: an event that lands while the DAG's queue entry waits is consumed by no run until the
+    asset's next event; the next run of the DAG takes it (and only it: not events other runs consumed)."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from retrain import orchestration
+
+    asset = orchestration.arrivals_asset()
+    now = datetime.now(timezone.utc)
+
+    def event(id_: int, minutes_ago: float, *consumers: str):
+        return SimpleNamespace(id=id_, timestamp=now - timedelta(minutes=minutes_ago), extra={"n": id_},
+                               created_dagruns=[SimpleNamespace(dag_id=d, run_id="r") for d in consumers])
+
+    mine = event(3, 1, "route_arrivals")  # triggered this run
+    history = [event(1, 5, "route_arrivals"),  # consumed by an earlier run
+               event(2, 2),  # consumed by no run: stranded
+               mine,
+               event(4, 0.5, "other_dag"),  # another DAG's run consumed it, this DAG's none
+               event(5, 60)]  # older than the lookback (the sweep's business)
+
+    class Accessor:
+        def __init__(self):
+            self.since = None
+
+        def __getitem__(self, key):
+            assert key == asset
+            return self
+
+        def after(self, since: str):
+            self.since = datetime.fromisoformat(since)
+            return [e for e in history if e.timestamp >= self.since]
+
+    inlets = Accessor()
+    context = {"triggering_asset_events": {asset: [mine]}, "inlet_events": inlets,
+               "ti": SimpleNamespace(dag_id="route_arrivals")}
+    assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 3}, {"n": 4}]
+    assert timedelta(minutes=29) < now - inlets.since <= timedelta(minutes=31)  # arrivals.unconsumed_lookback_minutes
+
+    context["triggering_asset_events"] = {}  # a run no event triggered (the reconcile cron)
+    assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 4}]

@@ -9,8 +9,9 @@ on the task instance); that a long image training holding the `gpu` pool does no
 judged where torch is (the `gpu` worker); and
 that a worker killed mid-task costs a retry on another worker, not a candidate run left RUNNING forever.
 
-Each run gets fresh PostgreSQL databases (`retrain_it_<random>` for Airflow, `..._mlflow` for MLflow), its own
-Redis key prefix, bucket and queue, all removed at the end; ports are free ones on 127.0.0.1.
+Each run gets a PostgreSQL server of its own (initdb in a temp folder, so that a test can restart it; the
+machine's shared server cannot be) with two databases (`retrain_it_<random>` for Airflow, `..._mlflow` for
+MLflow), its own Redis key prefix, bucket and queue, all removed at the end; ports are free ones on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -32,22 +34,32 @@ import yaml
 from retrain.stack import AirflowApi, kill_session
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379
+HOST, REDIS_PORT = "127.0.0.1", 6379
 DAYS = 40
+
+
+def _pg_bindir() -> Path | None:
+    """Where PostgreSQL's server programs are (Debian keeps them out of PATH)."""
+    for bindir in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (bindir / "initdb").exists():
+            return bindir
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
 
 
 def _reachable(port: int) -> bool:
     try:
-        with socket.create_connection((PG_HOST, port), timeout=1):
+        with socket.create_connection((HOST, port), timeout=1):
             return True
     except OSError:
         return False
 
 
 def _missing() -> str | None:
-    for port, service in ((PG_PORT, "PostgreSQL"), (REDIS_PORT, "Redis")):
-        if not _reachable(port):
-            return f"{service} is not reachable on {PG_HOST}:{port}"
+    if not _reachable(REDIS_PORT):
+        return f"Redis is not reachable on {HOST}:{REDIS_PORT}"
+    if _pg_bindir() is None:
+        return "PostgreSQL's server programs (initdb, pg_ctl) are not installed"
     try:
         import airflow.providers.celery  # noqa: F401
         import psycopg2  # noqa: F401
@@ -69,33 +81,77 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _postgres(sql: str) -> list[tuple]:
-    """Run one statement as the server's superuser, outside a transaction; its rows, if any."""
-    import psycopg2
+class Cluster:
+    """A PostgreSQL server of this test's own (initdb in a temp folder, a free port on 127.0.0.1), so that it can
+    be restarted mid-run; the machine's shared server cannot be. Run as the ``postgres`` user when the tests run
+    as root (PostgreSQL refuses root)."""
 
-    connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres")
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        connection.close()
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="retrain-pg-"))
+        self.port = _free_port()
+        self.data, self.log = self.root / "data", self.root / "server.log"
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(_pg_bindir() / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, f"{program} {' '.join(args)}: {out.stdout}{out.stderr}"
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses={HOST} -c fsync=off -c max_connections=200"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def restart(self, down_seconds: float) -> None:
+        """What a real restart does to every client: connections cut, then refused for ``down_seconds``."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+    def sql(self, statement: str) -> list[tuple]:
+        """Run one statement as the superuser, outside a transaction; its rows, if any."""
+        import psycopg2
+
+        connection = psycopg2.connect(host=HOST, port=self.port, user="postgres", dbname="postgres")
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+                return cursor.fetchall() if cursor.description else []
+        finally:
+            connection.close()
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@{HOST}:{self.port}/{database}"
 
 
 @pytest.fixture(scope="module")
-def databases():
-    """Two fresh PostgreSQL databases (Airflow, MLflow), dropped at the end."""
-    name = f"retrain_it_{secrets.token_hex(4)}"
-    names = [name, f"{name}_mlflow"]
-    for db in names:
-        _postgres(f"CREATE DATABASE {db}")
+def cluster():
+    server = Cluster()
     try:
-        yield {"airflow": f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{names[0]}",
-               "mlflow": f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{names[1]}", "name": name}
+        server.init()
+        server.start()
+        yield server
+        server.stop()
     finally:
-        for db in names:
-            _postgres(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def databases(cluster):
+    """Two fresh PostgreSQL databases (Airflow, MLflow) on the module's own server."""
+    name = f"retrain_it_{secrets.token_hex(4)}"
+    for db in (name, f"{name}_mlflow"):
+        cluster.sql(f"CREATE DATABASE {db}")
+    return {"airflow": cluster.url(name), "mlflow": cluster.url(f"{name}_mlflow"), "name": name}
 
 
 @pytest.fixture(scope="module")
@@ -177,10 +233,10 @@ def _ts(value: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def _running(tmp_path_factory, databases, config_dir):
+def _running(tmp_path_factory, cluster, databases, config_dir):
     """The module's one stack: started by the first test (see ``stack``), stopped after the last, before its
-    databases are dropped."""
-    holder: dict = {"start": lambda services: _start(tmp_path_factory, databases, config_dir, services)}
+    PostgreSQL server is."""
+    holder: dict = {"start": lambda services: _start(tmp_path_factory, databases, config_dir, services) + (cluster,)}
     yield holder
     if "stop" in holder:
         holder["stop"]()
@@ -192,7 +248,8 @@ def stack(_running, moto_services):
     bucket and queue each time); starting a stack per test would cost a minute each, so later tests reuse the
     first one's and leave theirs unused."""
     if "stack" not in _running:
-        _running["stack"], _running["stop"] = _running["start"](moto_services)
+        started, _running["stop"], cluster = _running["start"](moto_services)
+        _running["stack"] = started | {"cluster": cluster}
     return _running["stack"]
 
 
@@ -203,7 +260,7 @@ def _start(tmp_path_factory, databases, config_dir, services):
     env |= dict(services) | {
         "RETRAIN_HOME": str(home), "RETRAIN_PROFILE": "celery", "RETRAIN_CONFIG_DIR": str(config_dir),
         "RETRAIN_DATABASE_URL": databases["airflow"], "RETRAIN_MLFLOW_DATABASE_URL": databases["mlflow"],
-        "RETRAIN_BROKER_URL": f"redis://{PG_HOST}:{REDIS_PORT}/0", "RETRAIN_BROKER_PREFIX": prefix,
+        "RETRAIN_BROKER_URL": f"redis://{HOST}:{REDIS_PORT}/0", "RETRAIN_BROKER_PREFIX": prefix,
         "RETRAIN_AIRFLOW_PORT": str(_free_port()), "RETRAIN_MLFLOW_PORT": str(_free_port()),
         # a killed worker's task is found after 20 s instead of 60
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
@@ -230,7 +287,6 @@ def _start(tmp_path_factory, databases, config_dir, services):
     _confine_gpu_worker(home)
     host = socket.getfqdn()
     return {"home": home, "env": env, "api": api, "retrain": retrain, "services": services,
-            "databases": [databases["name"], f"{databases['name']}_mlflow"],
             "mlflow": f"http://127.0.0.1:{env['RETRAIN_MLFLOW_PORT']}",
             "workers": {"default": {f"default@{host}", f"default-2@{host}"}, "gpu": {f"gpu@{host}"}}}, stop
 
@@ -250,7 +306,7 @@ def _confine_gpu_worker(home: Path) -> None:
 def _clear_broker(prefix: str) -> None:
     import redis
 
-    client = redis.Redis(host=PG_HOST, port=REDIS_PORT, db=0)
+    client = redis.Redis(host=HOST, port=REDIS_PORT, db=0)
     keys = list(client.scan_iter(match=f"{prefix}*"))
     if keys:
         client.delete(*keys)
@@ -375,23 +431,11 @@ def test_a_long_image_training_on_the_gpu_worker_does_not_delay_power(stack, tmp
     assert {(ti["queue"], ti["hostname"]) for ti in judged} <= {("gpu", h) for h in stack["workers"]["gpu"]}
 
 
-def _drop_connections(databases: list[str], seconds: float) -> int:
-    """What every client sees when PostgreSQL restarts: all their connections to ``databases`` cut, every 2 s
-    for ``seconds`` (the shared server itself cannot be restarted here). Returns how many were cut."""
-    names = ", ".join(f"'{db}'" for db in databases)
-    cut, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        cut += _postgres(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                         f"WHERE datname IN ({names}) AND pid <> pg_backend_pid()")[0][0]
-        time.sleep(2)
-    return cut
-
-
 def test_a_worker_killed_mid_task_is_retried_on_the_other_worker(stack):
-    """Kill the whole session of the worker logging a candidate (its MLflow run is open), then cut every
-    PostgreSQL connection of both databases repeatedly while the scheduler should be noticing: it still finds the
-    task without heartbeat, the retry runs on the other `default` worker, the crashed try's MLflow run is marked
-    FAILED, the candidate is judged (no event lost), and the control plane reports healthy."""
+    """Kill the whole session of the worker logging a candidate (its MLflow run is open), then restart
+    PostgreSQL (down for 5 s) while the scheduler should be noticing: every component rides it out, the scheduler
+    still finds the task without heartbeat, the retry runs on the other `default` worker, the crashed try's MLflow
+    run is marked FAILED, the candidate is judged (no event lost), and the control plane reports healthy."""
     import mlflow
 
     api = stack["api"]
@@ -415,9 +459,9 @@ def test_a_worker_killed_mid_task_is_retried_on_the_other_worker(stack):
     killed = kill_session(pid)
     assert killed, f"worker-{worker} had no processes"
     promotions_before = len(api.runs("promote_models"))
-    assert _drop_connections(stack["databases"], 16) > 0
+    stack["cluster"].restart(down_seconds=5)
 
-    # heartbeat timeout (20 s) + detection + retry delay (30 s, backoff) + the retry itself, on a loaded 2-core box
+    # PostgreSQL down (5 s) + heartbeat timeout (20 s) + detection + retry delay (2 s) + the retry, on 2 cores
     runs = api.wait_for_runs("tabular_ml_training", runs_before + 1, timeout=480)
     run = next(r for r in runs if r["dag_run_id"] == run_id)
     assert run["state"] == "success", run

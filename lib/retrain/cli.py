@@ -38,7 +38,10 @@ def cmd_setup(args) -> int:
 def cmd_up(args) -> int:
     from retrain import stack
 
-    stack.up(timeout=args.timeout)
+    try:
+        stack.up(args.components, timeout=args.timeout)
+    except ValueError as exc:
+        raise SystemExit(f"retrain up: {exc}") from None
     return 0
 
 
@@ -198,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("up", help="start the embedded stack (Airflow + MLflow on 127.0.0.1) in the background")
+    p.add_argument("components", nargs="*", metavar="COMPONENT",
+                   help="start only these (e.g. scheduler triggerer); default: every component of this host")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
     p.set_defaults(func=cmd_up)
 

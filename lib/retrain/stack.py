@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,13 +294,21 @@ def admin_password() -> str | None:
     return json.loads(path.read_text()).get(ADMIN_USER)
 
 
-def up(*, timeout: float = 180.0, quiet: bool = False) -> Endpoints:
-    """Start every component that is not running, wait until all are healthy."""
+def up(names: Sequence[str] = (), *, timeout: float = 180.0, quiet: bool = False) -> Endpoints:
+    """Start every component (or those ``names``) that is not running, wait until they are healthy.
+
+    Run again, it is the local stand-in for a supervisor: Airflow's scheduler, triggerer and dag processor exit when
+    the metadata database goes away (compose restarts them, see deploy/README.md), and ``up`` starts what exited.
+    """
+    unknown = sorted(set(names) - set(components()))
+    if unknown:
+        raise ValueError(f"unknown stack component(s) {unknown}; this host's are {list(components())}")
+    wanted = set(names or components())
     env = stack_environment()
     setup(quiet=True, env=env)
     log_dir = _log_dir()
     for component, command in _commands().items():
-        if _pid(component):
+        if component not in wanted or _pid(component):
             continue
         with open(log_dir / f"{component}.log", "ab") as log:
             process = subprocess.Popen(command, env=_component_environment(component, env), stdout=log,
@@ -308,7 +317,7 @@ def up(*, timeout: float = 180.0, quiet: bool = False) -> Endpoints:
         (_run_dir() / f"{component}.pid").write_text(str(process.pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        report = health()
+        report = {c: state for c, state in health().items() if c in wanted}
         if all(v == "healthy" for v in report.values()):
             break
         dead = [c for c in report if report[c] == "down"]

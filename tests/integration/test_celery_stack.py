@@ -460,18 +460,22 @@ def test_a_worker_killed_mid_task_is_retried_on_the_other_worker(stack):
 
     api = stack["api"]
     client = mlflow.MlflowClient(stack["mlflow"])
-    experiment = client.get_experiment_by_name("tabular_ml_training.household_power").experiment_id
-    finished_before = {r.info.run_id for r in client.search_runs([experiment])}
+    name = "tabular_ml_training.household_power"  # created by the first power training (maybe this test's)
+    found = client.get_experiment_by_name(name)
+    finished_before = {r.info.run_id for r in client.search_runs([found.experiment_id])} if found else set()
     runs_before = len(api.runs("tabular_ml_training"))
     _put_power(stack, 33)
 
     deadline, open_run = time.monotonic() + 240, None
     while time.monotonic() < deadline and open_run is None:
-        running = [r for r in client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'")
-                   if r.info.run_id not in finished_before]
+        found = found or client.get_experiment_by_name(name)
+        running = [r for r in client.search_runs([found.experiment_id],
+                                                 filter_string="attributes.status = 'RUNNING'")
+                   if r.info.run_id not in finished_before] if found else []
         open_run = running[0] if running else None
         time.sleep(0.3)
     assert open_run, "no candidate run was ever RUNNING"
+    experiment = found.experiment_id
     run_id = open_run.data.tags["airflow.run_id"]
     ti = api.task_instances("tabular_ml_training", run_id)["log_candidate"][0]
     worker = ti["hostname"].split("@")[0]

@@ -229,9 +229,12 @@ def _pid(component: str) -> int | None:
     if not path.exists():
         return None
     pid = int(path.read_text().strip())
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:  # exited; its parent has not reaped it
+            return None
+    except psutil.NoSuchProcess:
         return None
     return pid
 
@@ -282,7 +285,8 @@ def health() -> dict[str, str]:
         report["api-server"] = "healthy"
         for key, component in (("scheduler", "scheduler"), ("triggerer", "triggerer"), ("dag_processor", "dag-processor")):
             status = (body.get(key) or {}).get("status")
-            if status:
+            # the API judges by the last heartbeat in the database, which outlives the process for a while
+            if status and report[component] != "down":
                 report[component] = status
     return report
 

@@ -81,6 +81,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _server_port() -> int:
+    """A free port below the ephemeral range, for a server that goes away mid-test: while it is down, no
+    outgoing connection can take its port (as one could an ephemeral one) and keep it from starting again."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for port in secrets.SystemRandom().sample(range(20000, max(20001, low)), 200):
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between 20000 and {low}")
+
+
 class Cluster:
     """A PostgreSQL server of this test's own (initdb in a temp folder, a free port on 127.0.0.1), so that it can
     be restarted mid-run; the machine's shared server cannot be. Run as the ``postgres`` user when the tests run
@@ -88,7 +105,7 @@ class Cluster:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="retrain-pg-"))
-        self.port = _free_port()
+        self.port = _server_port()
         self.data, self.log = self.root / "data", self.root / "server.log"
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
@@ -435,12 +452,38 @@ def _pids(stack) -> dict[str, int]:
     return {path.stem: int(path.read_text()) for path in (stack["home"] / "run").glob("*.pid")}
 
 
-def _restart_what_exited(stack, lost: str, settle: float = 20) -> list[str]:
-    """What the supervisors of the hosts still there do after a database outage: give the components ``settle``
-    seconds to notice it, then `retrain up` every component but the ``lost`` one (it starts what is not running and
-    waits until those are healthy). The components whose process changed."""
+_HEARTBEATS = {"scheduler": ("scheduler", "latest_scheduler_heartbeat"),
+               "triggerer": ("triggerer", "latest_triggerer_heartbeat"),
+               "dag-processor": ("dag_processor", "latest_dag_processor_heartbeat")}
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _restart_what_exited(stack, lost: str, back_at: float, within: float = 120) -> list[str]:
+    """What the supervisors of the hosts still there do after a database outage: wait until each of the
+    scheduler, triggerer and dag processor has either exited or heartbeated since the database came back
+    (``back_at``, epoch seconds), then `retrain up` every component but the ``lost`` one (it starts what is not
+    running and waits until those are healthy). The components whose process changed."""
     before = _pids(stack)
-    time.sleep(settle)
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            health = stack["api"].get("monitor/health")
+        except OSError:  # urllib's errors: the api-server's own connections may still be reconnecting
+            health = {}
+        undecided = [c for c, (key, field) in _HEARTBEATS.items() if _alive(before[c]) and not (
+            (beat := (health.get(key) or {}).get(field)) and _ts(beat) > back_at)]
+        if not undecided:
+            break
+        assert time.monotonic() < deadline, f"{undecided} neither exited nor heartbeated after the outage: {health}"
+        time.sleep(1)
     others = [c for c in before if c != lost]
     out = subprocess.run(stack["retrain"] + ["up", *others, "--timeout", "240"], env=stack["env"],
                          capture_output=True, text=True, timeout=300)
@@ -484,7 +527,7 @@ def test_a_worker_killed_mid_task_is_retried_on_the_other_worker(stack):
     assert killed, f"worker-{worker} had no processes"
     promotions_before = len(api.runs("promote_models"))
     stack["cluster"].restart(down_seconds=5)
-    restarted = _restart_what_exited(stack, lost=f"worker-{worker}")
+    restarted = _restart_what_exited(stack, lost=f"worker-{worker}", back_at=time.time())
     print(f"\nrestarted after the PostgreSQL restart: {restarted}")
 
     # PostgreSQL down (5 s) + heartbeat timeout (20 s) + detection + retry delay (2 s) + the retry, on 2 cores

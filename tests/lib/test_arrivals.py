@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from urllib.parse import quote_plus
 
 import pytest
@@ -169,45 +171,89 @@ def test_an_ingest_run_takes_the_union_of_its_events_names_in_order():
     assert arrivals.names_from_events("household_power", extras) == ["b.txt", "a.txt", "c.txt"]
 
 
-def test_a_run_also_takes_recent_events_no_run_of_its_dag_consumed():
+_NOW = datetime.now(timezone.utc)
+
+
+def _event(n: int, minutes_ago: float, *consumers: str):
+    """An event as the task SDK lists an inlet's events: with the runs it created."""
+    return SimpleNamespace(id=n, timestamp=_NOW - timedelta(minutes=minutes_ago), extra={"n": n},
+                           created_dagruns=[SimpleNamespace(dag_id=d, run_id="r") for d in consumers])
+
+
+def _triggering(event):
+    """The same event as a run's ``triggering_asset_events`` hold it: no id, no runs."""
+    return SimpleNamespace(timestamp=event.timestamp, extra=event.extra)
+
+
+class _Inlets:
+    """``inlet_events`` of a task with one inlet, ``asset``; ``after`` lists ``history`` or raises ``error``."""
+
+    def __init__(self, asset, history, error=None):
+        self.asset, self.history, self.error, self.since = asset, history, error, None
+
+    def __getitem__(self, key):
+        assert key == self.asset
+        return self
+
+    def after(self, since: str):
+        self.since = datetime.fromisoformat(since)
+        if self.error:
+            raise self.error
+        return [e for e in self.history if e.timestamp >= self.since]
+
+
+@pytest.fixture
+def sqs_arrivals(monkeypatch):
+    from retrain import orchestration
+
+    monkeypatch.setattr(orchestration, "event_driven_arrivals", lambda: True)
+
+
+def test_a_run_also_takes_recent_events_no_run_of_its_dag_consumed(sqs_arrivals):
     """apache/airflow#56050: an event that lands while the DAG's queue entry waits is consumed by no run until the
     asset's next event; the next run of the DAG takes it (and only it: not events other runs consumed)."""
-    from datetime import datetime, timedelta, timezone
-    from types import SimpleNamespace
+    from retrain import orchestration
+
+    asset = orchestration.arrivals_asset()
+    mine = _event(3, 1, "route_arrivals")  # triggered this run
+    history = [_event(1, 5, "route_arrivals"),  # consumed by an earlier run
+               _event(2, 2),  # consumed by no run: stranded
+               mine,
+               _event(4, 0.5, "other_dag"),  # another DAG's run consumed it, this DAG's none
+               _event(5, 60)]  # older than the lookback (the sweep's business)
+    inlets = _Inlets(asset, history)
+    context = {"triggering_asset_events": {asset: [_triggering(mine)]}, "inlet_events": inlets,
+               "ti": SimpleNamespace(dag_id="route_arrivals")}
+    assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 3}, {"n": 4}]
+    assert timedelta(minutes=29) < _NOW - inlets.since <= timedelta(minutes=31)  # arrivals.unconsumed_lookback_minutes
+
+    context["triggering_asset_events"] = {}  # a run no event triggered (the reconcile cron)
+    assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 4}]
+
+
+def test_when_the_events_cannot_be_listed_a_run_handles_its_own(sqs_arrivals, caplog):
+    """apache/airflow#71360 (3.3.2): listing an asset's events fails while a run one of them created is queued and
+    not started; the run goes on with the events that triggered it and says why."""
+    from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse
 
     from retrain import orchestration
 
     asset = orchestration.arrivals_asset()
-    now = datetime.now(timezone.utc)
-
-    def event(id_: int, minutes_ago: float, *consumers: str):
-        return SimpleNamespace(id=id_, timestamp=now - timedelta(minutes=minutes_ago), extra={"n": id_},
-                               created_dagruns=[SimpleNamespace(dag_id=d, run_id="r") for d in consumers])
-
-    mine = event(3, 1, "route_arrivals")  # triggered this run
-    history = [event(1, 5, "route_arrivals"),  # consumed by an earlier run
-               event(2, 2),  # consumed by no run: stranded
-               mine,
-               event(4, 0.5, "other_dag"),  # another DAG's run consumed it, this DAG's none
-               event(5, 60)]  # older than the lookback (the sweep's business)
-
-    class Accessor:
-        def __init__(self):
-            self.since = None
-
-        def __getitem__(self, key):
-            assert key == asset
-            return self
-
-        def after(self, since: str):
-            self.since = datetime.fromisoformat(since)
-            return [e for e in history if e.timestamp >= self.since]
-
-    inlets = Accessor()
-    context = {"triggering_asset_events": {asset: [mine]}, "inlet_events": inlets,
+    mine = _event(3, 1, "route_arrivals")
+    error = AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 500}))
+    context = {"triggering_asset_events": {asset: [_triggering(mine)]}, "inlet_events": _Inlets(asset, [], error),
                "ti": SimpleNamespace(dag_id="route_arrivals")}
-    assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 3}, {"n": 4}]
-    assert timedelta(minutes=29) < now - inlets.since <= timedelta(minutes=31)  # arrivals.unconsumed_lookback_minutes
+    assert orchestration.events_to_handle(context, asset) == [{"n": 3}]
+    assert "could not list the recent events of landing_arrivals" in caplog.text and "500" in caplog.text
 
-    context["triggering_asset_events"] = {}  # a run no event triggered (the reconcile cron)
-    assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 4}]
+
+def test_without_sqs_arrivals_a_run_handles_only_its_triggering_events():
+    """The sensor profile declares no inlet: nothing is listed (a manual run of the router must not fail)."""
+    from retrain import orchestration
+
+    asset = orchestration.arrivals_asset()
+    inlets = _Inlets(asset, [_event(2, 2)], KeyError(asset))
+    context = {"triggering_asset_events": {}, "inlet_events": inlets, "ti": SimpleNamespace(dag_id="route_arrivals")}
+    assert orchestration.events_to_handle(context, asset) == []
+    assert inlets.since is None

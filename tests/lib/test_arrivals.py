@@ -225,7 +225,7 @@ def test_a_run_also_takes_recent_events_no_run_of_its_dag_consumed(sqs_arrivals)
     context = {"triggering_asset_events": {asset: [_triggering(mine)]}, "inlet_events": inlets,
                "ti": SimpleNamespace(dag_id="route_arrivals")}
     assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 3}, {"n": 4}]
-    assert timedelta(minutes=29) < _NOW - inlets.since <= timedelta(minutes=31)  # arrivals.unconsumed_lookback_minutes
+    assert timedelta(minutes=29) < datetime.now(timezone.utc) - inlets.since <= timedelta(minutes=31)  # arrivals.unconsumed_lookback_minutes
 
     context["triggering_asset_events"] = {}  # a run no event triggered (the reconcile cron)
     assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 4}]

@@ -38,10 +38,7 @@ def cmd_setup(args) -> int:
 def cmd_up(args) -> int:
     from retrain import stack
 
-    try:
-        stack.up(args.components, timeout=args.timeout)
-    except ValueError as exc:
-        raise SystemExit(f"retrain up: {exc}") from None
+    stack.up(args.components, timeout=args.timeout)
     return 0
 
 

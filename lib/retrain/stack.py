@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrain import environment
+from retrain.errors import ConfigError
 from retrain.settings import get_settings
 
 COMPONENTS = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
@@ -229,14 +230,17 @@ def _pid(component: str) -> int | None:
     if not path.exists():
         return None
     pid = int(path.read_text().strip())
+    return pid if alive(pid) else None
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is running: a zombie (exited, not yet reaped by its parent) is not."""
     import psutil
 
     try:
-        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:  # exited; its parent has not reaped it
-            return None
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
-        return None
-    return pid
+        return False
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, object]:
@@ -268,6 +272,11 @@ def _answering_workers(names: list[str]) -> set[str]:
     return {node for reply in replies for node in reply}
 
 
+# Components whose health the api-server reports (``/api/v2/monitor/health``), under these keys; each entry also
+# has ``latest_<key>_heartbeat``.
+HEALTH_KEYS = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}
+
+
 def health() -> dict[str, str]:
     """Health of each component as the services report it (or 'down')."""
     ends = endpoints()
@@ -283,7 +292,7 @@ def health() -> dict[str, str]:
     ok, body = _http_ok(f"{ends.airflow_url}/api/v2/monitor/health")
     if ok and isinstance(body, dict):
         report["api-server"] = "healthy"
-        for key, component in (("scheduler", "scheduler"), ("triggerer", "triggerer"), ("dag_processor", "dag-processor")):
+        for component, key in HEALTH_KEYS.items():
             status = (body.get(key) or {}).get("status")
             # the API judges by the last heartbeat in the database, which outlives the process for a while
             if status and report[component] != "down":
@@ -304,10 +313,11 @@ def up(names: Sequence[str] = (), *, timeout: float = 180.0, quiet: bool = False
     Run again, it is the local stand-in for a supervisor: Airflow's scheduler, triggerer and dag processor exit when
     the metadata database goes away (compose restarts them, see deploy/README.md), and ``up`` starts what exited.
     """
-    unknown = sorted(set(names) - set(components()))
+    known = components()
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(f"unknown stack component(s) {unknown}; this host's are {list(components())}")
-    wanted = set(names or components())
+        raise ConfigError(f"unknown stack component(s) {unknown}; this host's are {list(known)}")
+    wanted = set(names or known)
     env = stack_environment()
     setup(quiet=True, env=env)
     log_dir = _log_dir()

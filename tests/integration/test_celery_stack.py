@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from retrain.stack import AirflowApi, kill_session
+from retrain.stack import HEALTH_KEYS, AirflowApi, alive, kill_session
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -452,20 +452,6 @@ def _pids(stack) -> dict[str, int]:
     return {path.stem: int(path.read_text()) for path in (stack["home"] / "run").glob("*.pid")}
 
 
-_HEARTBEATS = {"scheduler": ("scheduler", "latest_scheduler_heartbeat"),
-               "triggerer": ("triggerer", "latest_triggerer_heartbeat"),
-               "dag-processor": ("dag_processor", "latest_dag_processor_heartbeat")}
-
-
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _restart_what_exited(stack, lost: str, back_at: float, within: float = 120) -> list[str]:
     """What the supervisors of the hosts still there do after a database outage: wait until each of the
     scheduler, triggerer and dag processor has either exited or heartbeated since the database came back
@@ -478,8 +464,8 @@ def _restart_what_exited(stack, lost: str, back_at: float, within: float = 120) 
             health = stack["api"].get("monitor/health")
         except OSError:  # urllib's errors: the api-server's own connections may still be reconnecting
             health = {}
-        undecided = [c for c, (key, field) in _HEARTBEATS.items() if _alive(before[c]) and not (
-            (beat := (health.get(key) or {}).get(field)) and _ts(beat) > back_at)]
+        undecided = [c for c, key in HEALTH_KEYS.items() if alive(before[c]) and not (
+            (beat := (health.get(key) or {}).get(f"latest_{key}_heartbeat")) and _ts(beat) > back_at)]
         if not undecided:
             break
         assert time.monotonic() < deadline, f"{undecided} neither exited nor heartbeated after the outage: {health}"

@@ -47,7 +47,7 @@ def test_up_refuses_an_unknown_component_before_starting_anything(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIN_", "AIRFLOW", "MLFLOW"))}
     out = subprocess.run([sys.executable, "-m", "retrain", "up", "scheduler", "schedular"],
                          env=env | {"RETRAIN_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1
-    assert "unknown stack component(s) ['schedular']" in out.stderr and "'scheduler'" in out.stderr
+    assert out.returncode == 2
+    assert "retrain up: unknown stack component(s) ['schedular']" in out.stderr and "'scheduler'" in out.stderr
     assert "Traceback" not in out.stderr
     assert not list(tmp_path.rglob("*.pid"))

@@ -47,6 +47,7 @@ for dataset in ("mnist", "cifar10"):
         )
 
         @task(inlets=orchestration.landing_inlets(dataset))
+        @orchestration.permanent_errors_fail_fast
         def list_landed(dataset: str = dataset, **context) -> list[str]:
             """Names of the drops this run ingests (those its events name, or all waiting in the landing folder)."""
             return orchestration.landed_names(context, dataset)

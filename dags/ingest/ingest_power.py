@@ -42,6 +42,7 @@ with DAG(
     )
 
     @task(inlets=orchestration.landing_inlets(DATASET))
+    @orchestration.permanent_errors_fail_fast
     def list_landed(**context) -> list[str]:
         """Names of the files this run ingests (those its events name, or all waiting in landing/household_power/)."""
         return orchestration.landed_names(context, DATASET)

@@ -38,6 +38,7 @@ with DAG(
 ):
 
     @task(inlets=orchestration.arrivals_inlets(), outlets=[orchestration.landing_alias()])
+    @orchestration.permanent_errors_fail_fast
     def route(**context) -> dict:
         """One landing.<dataset> event per dataset with new objects (from SQS messages, or the sweep)."""
         return orchestration.route_arrivals(context)

@@ -66,6 +66,7 @@ with DAG(
         return adhoc.gate(plan, orchestration.work_folder(context, plan["dataset"]))
 
     @task.branch
+    @orchestration.permanent_errors_fail_fast
     def choose_resources(plan: dict) -> str:
         """The train task of the planned resource profile."""
         return f"on_{plan['resources']}.train"
@@ -77,11 +78,13 @@ with DAG(
         return adhoc.train(plan, orchestration.work_folder(context, plan["dataset"]))
 
     @task
+    @orchestration.permanent_errors_fail_fast
     def evaluate(plan: dict, trained: dict, **context) -> dict:
         """Test metrics beside the workload's baselines."""
         return adhoc.evaluate(plan, orchestration.work_folder(context, plan["dataset"]))
 
     @task(outlets=[CANDIDATES], trigger_rule="none_failed_min_one_success")
+    @orchestration.permanent_errors_fail_fast
     def log_candidate(plan: dict, gate: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event only when the plan says publish."""
         work = orchestration.work_folder(context, plan["dataset"])

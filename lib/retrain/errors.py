@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class RetrainError(Exception):
     """Base class for every error the library raises on purpose."""
@@ -20,7 +22,17 @@ class DataFormatError(RetrainError):
 
 
 class LandingPathError(RetrainError):
-    """A landing file name resolves outside the landing folder."""
+    """A landing file name is not a plain name (a path, ``.``/``..``, hidden, control characters), or a landed
+    file is not where its name says."""
+
+
+class PromotionError(RetrainError):
+    """A candidate cannot be judged now (for example its run has not finished yet); another try may succeed."""
+
+
+class CandidateError(PromotionError):
+    """A candidate can never be judged: its MLflow run does not exist or failed, its model cannot be loaded, or
+    no evaluation set is known for its model. Another try cannot fix it: the task fails at once."""
 
 
 class SnapshotError(RetrainError):
@@ -37,3 +49,31 @@ class DataQualityError(RetrainError):
         if report_path:
             lines.append(f"  report: {report_path}")
         super().__init__("\n".join(lines))
+
+
+_RETRYABLE_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH,
+                     errno.ENETUNREACH, errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EAGAIN}
+_SERVER_ERROR_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, says a service or the machine failed (a connection
+    refused or timed out, a server error, a full disk), which another try may get past.
+
+    MLflow's client wraps an unreachable server as ``MlflowException("API request to ... failed ...")``, and an
+    error answered by the server as ``RestException`` with the server's error code."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError, MemoryError)):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _RETRYABLE_ERRNOS:
+            return True
+        if type(exc).__module__.split(".")[0] in ("requests", "urllib3", "botocore", "http"):
+            return True
+        if str(exc).startswith("API request to "):
+            return True
+        if type(exc).__name__ == "RestException" and getattr(exc, "error_code", None) in _SERVER_ERROR_CODES:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

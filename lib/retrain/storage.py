@@ -21,11 +21,12 @@ import os
 import posixpath
 import shutil
 import tempfile
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO
 from urllib.parse import unquote
 
@@ -164,13 +165,34 @@ def parent(location: str) -> str:
     return posixpath.dirname(location.rstrip("/"))
 
 
+def plain_name_problem(file_name: str) -> str | None:
+    """Why ``file_name`` is not a plain file name (one that names a file directly inside a folder), or None.
+
+    Refused: empty, ``.`` and ``..``, any ``/`` or ``\\`` (absolute and nested paths), a leading dot (hidden names
+    are uploads in progress and are never ingested), control characters and line breaks, more than 255 bytes."""
+    if not file_name:
+        return "an empty name"
+    if file_name in (".", ".."):
+        return f"{file_name!r} names a folder, not a file"
+    if "/" in file_name or "\\" in file_name:
+        return "a path, not a plain name (no '/' or '\\')"
+    if file_name.startswith("."):
+        return "a hidden name (a leading '.' marks an upload in progress, never ingested)"
+    bad = sorted({c for c in file_name if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")})
+    if bad:
+        return f"control characters {', '.join(repr(c) for c in bad)}"
+    if len(file_name.encode("utf-8", "surrogateescape")) > 255:
+        return f"{len(file_name.encode('utf-8', 'surrogateescape'))} bytes long (at most 255)"
+    return None
+
+
 def safe_child(folder: str, file_name: str) -> str:
-    """``folder/file_name``, refusing names that would leave ``folder`` (``../x``, ``/etc/x``, ``a/../../x``)."""
-    pure = PurePosixPath(file_name)
-    if not file_name or pure.is_absolute() or ".." in pure.parts or "\\" in file_name or "\x00" in file_name:
-        raise LandingPathError(
-            f"{file_name!r}: landing file names must stay inside {folder} (rule: no absolute paths or '..')"
-        )
+    """``folder/file_name`` for a plain file name; anything else (``../x``, ``/etc/x``, ``sub/x``, ``.x``, ``.``,
+    control characters) is a :class:`LandingPathError` naming the name and the rule."""
+    problem = plain_name_problem(file_name)
+    if problem:
+        raise LandingPathError(f"landing name {file_name!r} in {folder} refused (rule: a plain file name; "
+                               f"observed: {problem})")
     return join(folder, file_name)
 
 
@@ -304,9 +326,13 @@ def copy(src: str, dst: str) -> None:
     if is_local(src) and is_local(dst):
         target = _local(dst)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        shutil.copyfile(_local(src), tmp)
-        os.replace(tmp, target)
+        tmp = target.parent / f".{target.name[:100]}.{uuid.uuid4().hex}.tmp"  # short: the name may be 255 bytes
+        try:
+            shutil.copyfile(_local(src), tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a failed copy leaves nothing behind
+            raise
     elif not is_local(src) and not is_local(dst):
         store, bucket, key = _s3(src)
         _, dst_bucket, dst_key = _s3(dst)

@@ -58,8 +58,11 @@ def data_files(folder: str) -> list[str]:
 
 def land(dataset: str, source: str, name: str | None = None) -> str:
     """Copy a file, or a folder (an image drop), into the landing zone atomically: it appears under its
-    final name only once complete (hidden staging name, then rename). Returns its location."""
-    target = storage.safe_child(landing_folder(dataset), name or storage.name(source))
+    final name only once complete (hidden staging name, then rename). Returns its location.
+
+    ``name`` (default: the source's own name) must be a plain name: a path, ``.``/``..``, a hidden name or
+    control characters raise :class:`LandingPathError` before anything in the landing zone changes."""
+    target = storage.safe_child(landing_folder(dataset), storage.name(source) if name is None else name)
     if storage.isdir(source):
         with storage.staged_directory(target) as staging:
             for child in data_files(source):

@@ -43,3 +43,31 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)
     else:
         print(f"\nretrain test state kept for inspection: {_SESSION_HOME}")
+
+
+@pytest.fixture(scope="session")
+def fault_scale():
+    """``fault_scale(name, default)``: the size of a fault scenario. The suite runs the defaults (small data);
+    ``bench/bench_faults.py`` runs the same tests larger by setting ``RETRAIN_FAULT_<NAME>``."""
+
+    def scale(name: str, default: int) -> int:
+        return int(os.environ.get(f"RETRAIN_FAULT_{name.upper()}", default))
+
+    return scale
+
+
+@pytest.fixture(scope="session")
+def fault_report():
+    """``fault_report(**row)``: one row of the fault table (scenario, fault, snapshots, trained_or_superseded,
+    files_lost, double_champions, lost_champion_events, worst_lag_s), appended as JSON to
+    ``$RETRAIN_FAULT_REPORT`` when ``bench/bench_faults.py`` collects them; a no-op otherwise."""
+    import json
+
+    path = os.environ.get("RETRAIN_FAULT_REPORT")
+
+    def record(**row) -> None:
+        if path:
+            with open(path, "a") as handle:
+                handle.write(json.dumps(row, default=str) + "\n")
+
+    return record

@@ -10,11 +10,16 @@ candidates (scoring a CNN loads PyTorch, which only GPU workers carry; no `gpu` 
 held-out examples (paired), decide by the model's policy in `configs/promotion.yaml` (primary metric,
 minimum improvement, guardrails, minimum evaluation size, paired bootstrap CI or McNemar), write the
 comparison on the candidate run, then either register the version and move `previous_champion` and
-`champion` (compare-and-set), or record the rejection and register nothing.
+`champion`, or record the rejection and register nothing. Every alias move of one model happens under that
+model's registry lock and re-reads the champion inside it: a candidate whose champion moved while it was
+scored is judged again against the new one. A retry after a crash at any step completes the move (one
+version per candidate run, one audit entry, the champion event).
 
 **Approval:** for policies with `require_approval: true` the version is registered with alias `challenger`
 and a reviewer answers an `ApprovalOperator` whose body is the comparison. Approval moves `champion`;
-rejection, or no answer before the timeout, records who rejected and why on the version.
+rejection, or no answer before the model's `approval_timeout_hours`, records who rejected and why on the
+version. A challenger whose champion moved while it waited expires with the reason recorded, and its candidate
+event is emitted again, so it is judged against the new champion before a person is asked again.
 
 **Produces:** a `<model>.champion` asset event for every model whose champion changed.
 """
@@ -23,13 +28,12 @@ from __future__ import annotations
 
 import functools
 import operator
-from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, AssetAlias, Param, PartitionedAssetTimetable, task
 
-from retrain import assets, config, orchestration
+from retrain import assets, orchestration
 
 # Candidates of partition-aware training DAGs carry their run's partition key, and partitioned events only
 # trigger partition-aware DAGs: those models get their own promotion DAG, with the same tasks.
@@ -37,7 +41,7 @@ PARTITIONED = {"ticks_direction_lgbm"}
 CANDIDATES = [orchestration.candidate_asset(model) for model in assets.MODELS if model not in PARTITIONED]
 PARTITIONED_CANDIDATES = [orchestration.candidate_asset(model) for model in sorted(PARTITIONED)]
 CHAMPIONS = AssetAlias(name=orchestration.CHAMPIONS_ALIAS, group="model")
-approval_timeout = timedelta(hours=config.load("promotion").policy_defaults.get("approval_timeout_hours", 24))
+REJUDGE = AssetAlias(name=orchestration.REJUDGE_ALIAS, group="model")
 
 
 def promotion_tasks(candidates: list) -> None:
@@ -57,22 +61,19 @@ def promotion_tasks(candidates: list) -> None:
         from retrain.workloads import promote
 
         decision = promote.judge(event, orchestration.run_coordinates(context))
-        if decision["outcome"] in ("promoted", "first_model") and not decision.get("repeated"):
-            outlet_events[CHAMPIONS].add(
-                orchestration.champion_asset(decision["model"]),
-                extra={"model": decision["model"], "version": decision["version"],
-                       "model_uri": decision["champion_model_uri"], "run_id": decision["candidate_run_id"],
-                       "previous_champion": decision.get("previous_champion"), "metrics": decision["metrics"]},
-            )
+        if decision["champion_event"]:  # this run moved the alias (or completed a move a crash interrupted)
+            orchestration.emit_champion_event(outlet_events, decision)
         return decision
 
     @task(trigger_rule="none_failed")  # a judge with no candidate to map over is skipped
+    @orchestration.permanent_errors_fail_fast
     def review_requests(decisions: list[dict], image_decisions: list[dict], *, ti=None) -> list[dict]:
         """One approval request per challenger awaiting review."""
         from retrain.workloads import promote
 
         decided = [*(decisions or []), *(image_decisions or [])]
         pending = [promote.review_request(d) for d in decided if d["outcome"] == "awaiting_approval"]
+        # each challenger waits as long as its model's policy says (approval_timeout_hours)
         ti.xcom_push(key="reviews", value=[details for _, details in pending])
         return [kwargs for kwargs, _ in pending]
 
@@ -83,8 +84,7 @@ def promotion_tasks(candidates: list) -> None:
         doc="A person approves or rejects the challenger; no answer before the timeout rejects it.",
         params={"comment": Param("", type="string", description="Why (recorded on the model version)")},
         defaults=["Reject"],
-        response_timeout=approval_timeout,
-        outlets=[CHAMPIONS],
+        outlets=[CHAMPIONS, REJUDGE],
         post_execute=orchestration.apply_review,
     ).expand_kwargs(review_requests(
         judge.expand(event=collect_candidates()),

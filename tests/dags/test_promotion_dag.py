@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from retrain.settings import get_settings
 
 DAYS = 40
 
@@ -98,7 +97,9 @@ def test_judging_the_same_candidate_again_changes_nothing(registry_state, dags):
 
 
 def test_rollback_and_history(registry_state, capsys):
-    """A manual promotion of the second candidate, then `retrain rollback` and `retrain history`."""
+    """A manual promotion of the second candidate, then `retrain rollback` (not a toggle) and `retrain history`."""
+    import json
+
     from retrain import registry
     from retrain.cli import main
 
@@ -112,17 +113,68 @@ def test_rollback_and_history(registry_state, capsys):
         registry.move_champion(model, first_version, expected_champion=first_version, action="promote",
                                by="test", reason="stale")
 
-    assert main(["rollback", model, "--reason", "bad predictions in prod", "--by", "alice"]) == 0
-    assert registry.alias_version(model, registry.CHAMPION).version == first_version
-    assert registry.alias_version(model, registry.PREVIOUS).version == version.version
     capsys.readouterr()
-    assert main(["history", model, "--json"]) == 0
-    import json
+    assert main(["rollback", model, "--reason", "wrong", "--expect", first_version]) == 2  # not the champion
+    assert "compared against version" in capsys.readouterr().err
+    assert registry.alias_version(model, registry.CHAMPION).version == version.version
 
+    assert main(["rollback", model, "--reason", "bad predictions in prod", "--by", "alice",
+                 "--expect", version.version]) == 0
+    out = capsys.readouterr()
+    assert f"champion is version {first_version} again" in out.out
+    assert "event not emitted" in out.err  # no stack runs here: said in one line, the move stands
+    assert registry.alias_version(model, registry.CHAMPION).version == first_version
+    assert registry.alias_version(model, registry.PREVIOUS) is None
+    assert json.loads(tracking_tags(model, version.version)["rolled_back"])["by"] == "alice"
+
+    # a second rollback has nothing to go back to: refused in one line, nothing moves
+    assert main(["rollback", model, "--reason", "again"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nothing to roll back to" in err and "alice" in err
+    assert registry.alias_version(model, registry.CHAMPION).version == first_version
+
+    assert main(["history", model, "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
     assert [e["action"] for e in entries] == ["promote", "promote", "rollback"]
     assert entries[-1]["by"] == "alice" and entries[-1]["reason"] == "bad predictions in prod"
-    assert entries[-1]["champion"] == first_version
+    assert entries[-1]["champion"] == first_version and entries[-1]["previous_champion"] == version.version
+    # the trail is a chain: each move starts from the champion the one before it left
+    assert all(b["previous_champion"] == a["champion"] for a, b in zip(entries, entries[1:]))
+
+
+def test_interrupted_rollback_is_completed_not_repeated(registry_state, monkeypatch):
+    """A crash after the alias moved and before the audit entry: the next rollback completes that one."""
+    from retrain import registry
+
+    model = "household_power_lgbm"
+    champion = registry.alias_version(model, registry.CHAMPION).version
+    second = registry.version_for_run(model, registry_state["second"]["run_id"]).version
+    registry.move_champion(model, second, expected_champion=champion, action="promote", by="test", reason="again")
+    moves = len(registry.history(model))
+
+    real_audit = registry._audit
+
+    def crash(*args, **kwargs):
+        raise ConnectionError("injected: MLflow went away after the alias move")
+
+    monkeypatch.setattr(registry, "_audit", crash)
+    with pytest.raises(ConnectionError):
+        registry.rollback(model, by="dave", reason="crash test")
+    assert registry.alias_version(model, registry.CHAMPION).version == champion  # moved, not yet audited
+    monkeypatch.setattr(registry, "_audit", real_audit)
+
+    move = registry.rollback(model, by="erin", reason="retry")
+    assert move.repaired and move.champion == champion and move.previous_champion == second
+    entries = registry.history(model)
+    assert len(entries) == moves + 1 and entries[-1]["by"] == "dave"  # the interrupted one, audited once
+    with pytest.raises(registry.NothingToRollBack):
+        registry.rollback(model, by="erin", reason="and again")
+
+
+def tracking_tags(model: str, version: str) -> dict:
+    from retrain import tracking
+
+    return tracking.client().get_model_version(model, version).tags
 
 
 @pytest.mark.parametrize("case", ["missing_run", "sha_mismatch", "unloadable_model"])

@@ -104,7 +104,8 @@ def test_relanding_the_same_bytes_is_a_duplicate(home, tmp_path, sample_bytes):
     assert again.status == "duplicate" and not again.emits_event
     assert again.snapshot.version == first.snapshot.version
     assert _versions(home) == [f"version={first.snapshot.version}"]
-    assert again.snapshot.manifest["produced_by"] == {"run_id": "run_1"}
+    assert again.snapshot.manifest["produced_by"] == {"run_id": "run_1", "file": "first.txt"}
+    assert [f["name"] for f in again.snapshot.manifest["source_files"]] == ["first.txt", "copy_of_first.txt"]
     assert sorted(p.name for p in (home / "archive" / DATASET / first.snapshot.version).iterdir()) == [
         "copy_of_first.txt", "first.txt"]
     assert landing.pending(DATASET) == []
@@ -238,7 +239,7 @@ def test_quarantine_never_overwrites_within_one_second(home, tmp_path, monkeypat
 @pytest.mark.parametrize("name", ["../escape.txt", "/tmp/escape.txt", "a/../../escape.txt", "..", "a\\..\\escape.txt"])
 def test_landing_refuses_names_outside_the_landing_folder(home, tmp_path, name):
     source = _write(tmp_path, "ok.txt", b"x")
-    with pytest.raises(LandingPathError, match="must stay inside"):
+    with pytest.raises(LandingPathError, match="rule: a plain file name"):
         landing.land(DATASET, source, name=name)
     assert not (home / "landing" / "escape.txt").exists()
     assert landing.pending(DATASET) == []
@@ -247,9 +248,10 @@ def test_landing_refuses_names_outside_the_landing_folder(home, tmp_path, name):
 def test_safe_child(tmp_path):
     folder = str(tmp_path / "landing")
     assert storage.safe_child(folder, "power.txt") == f"{folder}/power.txt"
-    assert storage.safe_child(folder, "sub/power.txt") == f"{folder}/sub/power.txt"
-    assert storage.safe_child(folder, "..power.txt") == f"{folder}/..power.txt"
-    for bad in ("/abs/power.txt", "../power.txt", "sub/../../power.txt", "..", "", "a\x00b"):
+    assert storage.safe_child(folder, "power..txt") == f"{folder}/power..txt"
+    assert storage.safe_child(folder, "date=2026-03-02") == f"{folder}/date=2026-03-02"
+    for bad in ("/abs/power.txt", "../power.txt", "sub/../../power.txt", "..", "", "a\x00b", "sub/power.txt",
+                "..power.txt", ".power.txt", ".", "a\nb", "x" * 256):
         with pytest.raises(LandingPathError):
             storage.safe_child(folder, bad)
 
@@ -326,3 +328,55 @@ def test_same_content_twice_in_one_run_emits_once(home, tmp_path, sample_bytes):
     second = ingest.ingest_file("b.txt", "one_run")
     assert (first.status, second.status) == ("ingested", "duplicate")
     assert not second.emits_event
+
+
+INGEST = """
+import json, sys
+from retrain.ingest import power
+result = power.ingest_file(sys.argv[1], sys.argv[2])
+print(json.dumps({"status": result.status, "version": result.snapshot.version}))
+"""
+
+
+def test_same_content_under_two_names_at_once_is_one_snapshot_naming_both(home, tmp_path, sample_bytes,
+                                                                            fault_report):
+    """Two ingest processes (two mapped tasks of one run) take the same bytes under two names at the same time.
+    The overlap is forced: the test holds the snapshot's real lock until both have claimed their file."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from retrain import locks
+
+    landing.land(DATASET, _write(tmp_path, "meter-a.txt", sample_bytes))
+    landing.land(DATASET, _write(tmp_path, "meter-b.txt", sample_bytes))
+    version = ingest.version_for(sample_bytes)
+    with locks.named_lock(f"snapshot.{DATASET}.{version}"):
+        processes = [subprocess.Popen([sys.executable, "-c", INGEST, name, "one_run"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                     for name in ("meter-a.txt", "meter-b.txt")]
+        deadline = time.monotonic() + 60
+        while landing.pending(DATASET):  # both claimed: both wait at the lock now
+            assert time.monotonic() < deadline, landing.pending(DATASET)
+            time.sleep(0.05)
+        time.sleep(1)
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert sorted(r["status"] for r in results) == ["duplicate", "ingested"]  # one event
+    assert _versions(home) == [f"version={version}"]
+    snapshot = snapshots.load(DATASET, version)
+    assert sorted(s["name"] for s in snapshot.manifest["source_files"]) == ["meter-a.txt", "meter-b.txt"]
+    snapshots.verify(snapshot, snapshot.sha256)
+    archived = sorted(p.name for p in (home / "archive" / DATASET / version).iterdir())
+    fault_report(scenario="same content landed under two names at once", fault="two ingests overlap at the commit",
+                 snapshots=len(_versions(home)), trained_or_superseded="-", files_lost=2 - len(archived),
+                 double_champions="-", lost_champion_events="-", worst_lag_s="-",
+                 events=sum(r["status"] in ("ingested", "resumed") for r in results))
+    assert archived == ["meter-a.txt", "meter-b.txt"]  # nothing landed is lost
+    # a retry of the duplicate's task emits nothing either
+    duplicate = next(n for n, r in zip(("meter-a.txt", "meter-b.txt"), results) if r["status"] == "duplicate")
+    assert not ingest.ingest_file(duplicate, "one_run").emits_event

@@ -6,7 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from retrain import snapshots, storage
+from retrain import locks, snapshots, storage
 from retrain.data import power
 from retrain.errors import DataFormatError, LandingPathError
 from retrain.ingest import landing
@@ -41,42 +41,48 @@ def ingest_file(file_name: str, run_id: str) -> IngestResult:
         existing = landing.committed_by_run(DATASET, file_name, run_id)
         if existing is None:
             raise
-        return IngestResult("resumed", existing)
+        # the event belongs to the file that committed the snapshot; another name of the same bytes has none
+        produced = existing.manifest.get("produced_by", {}).get("file")
+        return IngestResult("resumed" if produced in (None, file_name) else "duplicate", existing)
     data = storage.read_bytes(claimed)
-    source_sha = hashlib.sha256(data).hexdigest()
+    source = {"name": file_name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     version = version_for(data)
 
-    existing = snapshots.load(DATASET, version)
-    if existing is not None:
-        landing.archive(DATASET, claimed, version)
-        # "resumed": this very file was committed by this run on an earlier try; anything else is a repeat
-        same_run = existing.manifest.get("produced_by", {}).get("run_id") == run_id
-        same_file = file_name in [s["name"] for s in existing.manifest.get("source_files", [])]
-        status = "resumed" if same_run and same_file else "duplicate"
-        log.info("%s: content already in snapshot %s (%s)", file_name, version, status)
-        return IngestResult(status, existing)
+    # One content, one snapshot, one event: the same bytes landed under two names at once are committed by
+    # whichever ingest takes the version's lock first; the other finds the snapshot and only adds its name.
+    with locks.named_lock(f"snapshot.{DATASET}.{version}"):
+        existing = snapshots.load(DATASET, version)
+        if existing is not None:
+            existing = snapshots.add_source_file(existing, source)
+            landing.archive(DATASET, claimed, version)
+            # "resumed": this very file was committed by this run on an earlier try; anything else is a repeat
+            produced = existing.manifest.get("produced_by", {})
+            first = produced.get("file") or existing.manifest["source_files"][0]["name"]
+            status = "resumed" if produced.get("run_id") == run_id and first == file_name else "duplicate"
+            log.info("%s: content already in snapshot %s (%s)", file_name, version, status)
+            return IngestResult(status, existing)
 
-    try:
-        table = power.read_power_bytes(data, file_name)
-    except DataFormatError as exc:
-        reason = landing.quarantine(DATASET, claimed, exc, run_id)
-        log.error("quarantined %s: %s (reason: %s)", file_name, exc, reason)
-        raise
+        try:
+            table = power.read_power_bytes(data, file_name)
+        except DataFormatError as exc:
+            reason = landing.quarantine(DATASET, claimed, exc, run_id)
+            log.error("quarantined %s: %s (reason: %s)", file_name, exc, reason)
+            raise
 
-    timestamps = table["timestamp"]
-    snapshot = snapshots.commit(
-        DATASET,
-        version,
-        lambda folder: [snapshots.write_parquet(table, folder)],
-        rows=table.num_rows,
-        source_files=[{"name": file_name, "sha256": source_sha, "bytes": len(data)}],
-        produced_by={"run_id": run_id},
-        schema_version=power.SCHEMA_VERSION,
-        extra={
-            "time_range": [str(timestamps[0].as_py()), str(timestamps[-1].as_py())],
-            "columns": power.COLUMNS,
-        },
-    )
+        timestamps = table["timestamp"]
+        snapshot = snapshots.commit(
+            DATASET,
+            version,
+            lambda folder: [snapshots.write_parquet(table, folder)],
+            rows=table.num_rows,
+            source_files=[source],
+            produced_by={"run_id": run_id, "file": file_name},
+            schema_version=power.SCHEMA_VERSION,
+            extra={
+                "time_range": [str(timestamps[0].as_py()), str(timestamps[-1].as_py())],
+                "columns": power.COLUMNS,
+            },
+        )
     landing.archive(DATASET, claimed, version)
     log.info("%s -> snapshot %s (%d rows)", file_name, version, snapshot.rows)
     return IngestResult("ingested", snapshot)

@@ -12,19 +12,16 @@ import io
 import json
 import logging
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
 from retrain import promotion, registry, snapshots, tracking
-from retrain.errors import RetrainError
+from retrain.errors import CandidateError, PromotionError, is_infrastructure_error
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3
-
-
-class PromotionError(RetrainError):
-    """A candidate cannot be judged (its run is missing or failed, its model cannot be loaded, …)."""
+MAX_ATTEMPTS = 5  # re-judgments after the champion moved; past them the task retries (ChampionChanged)
 
 
 def _tabular_eval_set(run) -> tuple[Any, np.ndarray]:
@@ -74,7 +71,9 @@ def _predict(model_uri: str, inputs) -> np.ndarray:
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:  # MLflow raises several types for unloadable models
-        raise PromotionError(f"model {model_uri} cannot be loaded: {exc}") from exc
+        if is_infrastructure_error(exc):
+            raise  # the server or the network: Airflow retries with backoff
+        raise CandidateError(f"model {model_uri} cannot be loaded: {exc}") from exc
     output = np.asarray(model.predict(inputs))
     # classifiers return one score per class: the prediction is the best-scoring class
     return output.argmax(axis=1) if output.ndim == 2 and output.shape[1] > 1 else output.reshape(len(output))
@@ -87,113 +86,197 @@ def _candidate_run(run_id: str):
         run = tracking.client().get_run(run_id)
     except MlflowException as exc:
         if registry._not_found(exc):
-            raise PromotionError(f"candidate event names MLflow run {run_id!r}, which does not exist") from None
+            raise CandidateError(f"candidate event names MLflow run {run_id!r}, which does not exist") from None
         raise
+    if run.info.status in ("FAILED", "KILLED"):
+        raise CandidateError(f"candidate run {run_id} has status {run.info.status}; only FINISHED runs are judged")
     if run.info.status != "FINISHED":
         raise PromotionError(f"candidate run {run_id} has status {run.info.status}; only FINISHED runs are judged")
     return run
 
 
+MOVED = ("promoted", "first_model")  # outcomes whose version became champion
+REJUDGE = ("expired",)  # recorded outcomes that do not stop a new judgment (the champion moved while waiting)
+
+
 def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
-    """Decide on one candidate event. Returns the decision with the version it registered, if any."""
+    """Decide on one candidate event. Returns the decision with the version it registered, if any.
+
+    The comparison runs outside the model's registry lock; the lock is taken only to re-read the champion and,
+    if it is still the one compared with, register and move. A champion that moved meanwhile means the
+    candidate is judged again against the new one, never moved over it. ``champion_event`` in the result says
+    whether this Airflow run made (or completed) the alias move, so it, and only it, emits the champion event.
+    """
     model, run_id = event["model"], event["run_id"]
     policy = promotion.policy_for(model)
     run = _candidate_run(run_id)
     recorded = run.data.tags.get("promotion.decision")
-    if recorded:
+    if recorded and recorded not in REJUDGE:
         log.info("candidate run %s already judged: %s", run_id, recorded)
-        return json.loads(run.data.tags.get("promotion.summary", "{}")) | {"repeated": True}
+        summary = json.loads(run.data.tags.get("promotion.summary", "{}"))
+        # a retry of the run that moved the alias (crashed before its event went out) emits it; others do not
+        ours = summary.get("airflow_run_id") == coordinates.get("run_id") and summary.get("outcome") in MOVED
+        return _result(model, run_id, summary, event) | {"repeated": True, "champion_event": ours}
+
+    repaired = _complete_interrupted_move(model, run, event, coordinates)
+    if repaired is not None:
+        return repaired
 
     data = event.get("data") or {}
     snapshot = snapshots.from_uri(data["uri"])
     snapshots.verify(snapshot, data.get("sha256"))
     if model not in EVALUATION_SETS:
-        raise PromotionError(f"no evaluation set loader for model {model!r}")
+        raise CandidateError(f"no evaluation set loader for model {model!r}")
     inputs, actual = EVALUATION_SETS[model](run)
     postprocess = POSTPROCESS.get(model, lambda output: output)
     candidate_pred = postprocess(_predict(event["model_uri"], inputs))
     window_end = data.get("window_end")
 
+    champion = registry.alias_version(model, registry.CHAMPION)
     for _ in range(MAX_ATTEMPTS):
-        champion = registry.alias_version(model, registry.CHAMPION)
+        compared = champion.version if champion else None
         comparison = None
         champion_window = champion.tags.get("data.window_end") if champion is not None else None
         if window_end and champion_window and window_end < champion_window:
             summary = {"outcome": "rejected", "promote": False, "comparison": None, "model": model,
-                       "candidate_run_id": run_id, "compared_champion": champion.version,
+                       "candidate_run_id": run_id, "compared_champion": compared,
                        "data_version": data.get("version"), "data_sha256": data.get("sha256"),
                        "reasons": [f"trained on a window ending {window_end}, older than the champion's "
                                    f"({champion_window}); stale windows are never promoted (backfill policy)"]}
             _log_comparison(run_id, summary, policy)
             return _record(run, model, summary, event, coordinates)
-        if champion is not None and champion.run_id == run_id:
-            return _record(run, model, {"outcome": "promoted", "promote": True, "version": champion.version,
-                                        "reasons": ["already the champion"]}, event, coordinates)
         if champion is not None:
             champion_pred = postprocess(_predict(f"models:/{model}/{champion.version}", inputs))
             comparison = promotion.compare(actual, candidate_pred, champion_pred, policy)
         decision = promotion.decide(policy, quality_verdict=run.data.tags.get("quality.verdict", "unknown"),
                                     n_examples=len(actual), comparison=comparison,
                                     candidate_metrics=run.data.metrics, champion_exists=champion is not None)
-        summary = decision.as_dict() | {"model": model, "candidate_run_id": run_id,
-                                        "compared_champion": champion.version if champion else None,
+        summary = decision.as_dict() | {"model": model, "candidate_run_id": run_id, "compared_champion": compared,
                                         "data_version": data.get("version"), "data_sha256": data.get("sha256"),
                                         "window_end": window_end}
-        _log_comparison(run_id, summary, policy)
-        if not decision.promote:
+        with registry.champion_lock(model):
+            judged = tracking.client().get_run(run_id).data.tags.get("promotion.decision")
+            if judged and judged not in REJUDGE:  # another promotion of this same candidate decided meanwhile
+                log.info("candidate run %s was judged meanwhile (%s) by another promotion run", run_id, judged)
+                summary = json.loads(tracking.client().get_run(run_id).data.tags.get("promotion.summary", "{}"))
+                return _result(model, run_id, summary, event) | {"repeated": True, "champion_event": False}
+            now = registry.alias_version(model, registry.CHAMPION)
+            if (now.version if now else None) != compared:
+                log.warning("%s: champion moved from version %s to %s while run %s was judged; judging again",
+                            model, compared, now.version if now else None, run_id)
+                champion = now
+                continue
+            _log_comparison(run_id, summary, policy)
+            if not decision.promote:
+                return _record(run, model, summary, event, coordinates)
+            version = registry.register(model, event["model_uri"], run_id, _version_tags(summary, run, coordinates),
+                                        _markdown(summary, policy))
+            summary["version"] = version.version
+            if policy.require_approval:
+                registry.set_alias(model, registry.CHALLENGER, version.version)
+                summary |= {"outcome": "awaiting_approval", "promote": False,
+                            "review_markdown": _markdown(summary, policy),
+                            "approval_timeout_hours": policy.approval_timeout_hours}
+                return _record(run, model, summary, event, coordinates)
+            move = registry.move_champion(model, version.version, expected_champion=compared, action="promote",
+                                          by=f"airflow:{coordinates.get('dag_id')}",
+                                          reason="; ".join(decision.reasons), extra=_move_extra(run_id, coordinates))
+            summary |= {"previous_champion": move.previous_champion, "champion_event": True}
             return _record(run, model, summary, event, coordinates)
+    raise registry.ChampionChanged(model, compared, champion.version if champion else None)
 
-        version = registry.register(model, event["model_uri"], run_id, _version_tags(summary, run, coordinates),
-                                    _markdown(summary, policy))
-        summary["version"] = version.version
-        if policy.require_approval:
-            registry.set_alias(model, registry.CHALLENGER, version.version)
-            summary |= {"outcome": "awaiting_approval", "promote": False, "review_markdown": _markdown(summary, policy),
-                        "approval_timeout_hours": policy.approval_timeout_hours}
-            return _record(run, model, summary, event, coordinates)
-        try:
-            previous = registry.move_champion(model, version.version,
-                                              expected_champion=champion.version if champion else None,
-                                              action="promote", by=f"airflow:{coordinates.get('dag_id')}",
-                                              reason="; ".join(decision.reasons),
-                                              extra={"candidate_run_id": run_id})
-        except registry.ChampionChanged as exc:
-            log.warning("%s; re-evaluating", exc)
-            continue
-        summary["previous_champion"] = previous
+
+def _move_extra(run_id: str, coordinates: Mapping[str, Any]) -> dict:
+    return {"candidate_run_id": run_id, "airflow_dag_id": coordinates.get("dag_id"),
+            "airflow_run_id": coordinates.get("run_id")}
+
+
+def _complete_interrupted_move(model: str, run, event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict | None:
+    """A crash after the alias move and before the decision was recorded: this run's version is already
+    champion. Complete the move (its audit entry, the record on the run, the champion event) instead of
+    judging the candidate against itself."""
+    run_id = run.info.run_id
+    with registry.champion_lock(model):
+        mine = registry.version_for_run(model, run_id)
+        champion = registry.alias_version(model, registry.CHAMPION)
+        if mine is None or champion is None or champion.version != mine.version:
+            return None
+        move = registry.move_champion(model, mine.version, expected_champion=None, action="promote",
+                                      by=f"airflow:{coordinates.get('dag_id')}",
+                                      reason="completed after an interruption", extra=_move_extra(run_id, coordinates))
+        tags = mine.tags
+        summary = {"outcome": tags.get("decision", "promoted"), "promote": True, "version": mine.version,
+                   "model": model, "candidate_run_id": run_id, "compared_champion": move.previous_champion,
+                   "previous_champion": move.previous_champion, "data_version": tags.get("data.version"),
+                   "data_sha256": tags.get("data.sha256"), "champion_event": True,
+                   "reasons": [r for r in tags.get("decision.reasons", "").split(" | ") if r]
+                   + ["alias move completed by a retry after an interruption"]}
+        log.warning("%s: version %s of run %s was already champion (an interrupted promotion); completed it",
+                    model, mine.version, run_id)
         return _record(run, model, summary, event, coordinates)
-    raise PromotionError(f"{model}: the champion changed {MAX_ATTEMPTS} times while judging run {run_id}")
 
 
 def approve(model: str, version: str, *, approved: bool, by: str, comment: str, expected_champion: str | None,
-            run_id: str) -> dict:
-    """Apply a reviewer's answer to a challenger: approval moves ``champion``; rejection records who and why."""
+            run_id: str, coordinates: Mapping[str, Any] | None = None) -> dict:
+    """Apply a reviewer's answer to a challenger: approval moves ``champion``; rejection records who and why.
+
+    An approval of a challenger whose comparison is stale (the champion moved while it waited) moves nothing:
+    the challenger expires with the reason recorded, and its run may be judged again (``expired`` is not a
+    final decision). Applying the same answer twice changes nothing.
+    """
     client = tracking.client()
-    if approved:
-        previous = registry.move_champion(model, version, expected_champion=expected_champion, action="approve",
-                                          by=by, reason=comment or "approved", extra={"candidate_run_id": run_id})
-        client.delete_registered_model_alias(model, registry.CHALLENGER)
-        outcome = {"outcome": "promoted", "promote": True, "version": version, "previous_champion": previous}
-    else:
-        client.set_model_version_tag(model, version, "approval.rejected_by", by)
-        client.set_model_version_tag(model, version, "approval.reason", comment or "rejected")
-        client.delete_registered_model_alias(model, registry.CHALLENGER)
-        outcome = {"outcome": "rejected", "promote": False, "version": version}
-    client.set_model_version_tag(model, version, "decision", outcome["outcome"])
-    client.set_model_version_tag(model, version, "approval.by", by)
-    client.set_tag(run_id, "promotion.decision", outcome["outcome"])
-    client.set_tag(run_id, "promotion.approval", json.dumps({"approved": approved, "by": by, "comment": comment}))
+    coordinates = coordinates or {}
+    with registry.champion_lock(model):
+        current = registry.alias_version(model, registry.CHAMPION)
+        if approved and current is not None and current.version == str(version):
+            # an earlier application of this approval moved it (the task retried after a crash): complete it
+            move = registry.move_champion(model, version, expected_champion=expected_champion, action="approve",
+                                          by=by, reason=comment or "approved", extra=_move_extra(run_id, coordinates))
+            outcome = {"outcome": "promoted", "promote": True, "version": version,
+                       "previous_champion": move.previous_champion}
+        elif approved and (current.version if current else None) != expected_champion:
+            reason = (f"champion moved from version {expected_champion} to "
+                      f"{current.version if current else None} while version {version} awaited approval; "
+                      "the comparison is stale, so the candidate is judged again")
+            client.set_model_version_tag(model, version, "approval.expired", reason)
+            registry.delete_alias(model, registry.CHALLENGER)
+            outcome = {"outcome": "expired", "promote": False, "version": version, "reason": reason}
+        elif approved:
+            move = registry.move_champion(model, version, expected_champion=expected_champion, action="approve",
+                                          by=by, reason=comment or "approved", extra=_move_extra(run_id, coordinates))
+            registry.delete_alias(model, registry.CHALLENGER)
+            outcome = {"outcome": "promoted", "promote": True, "version": version,
+                       "previous_champion": move.previous_champion}
+        else:
+            client.set_model_version_tag(model, version, "approval.rejected_by", by)
+            client.set_model_version_tag(model, version, "approval.reason", comment or "rejected")
+            registry.delete_alias(model, registry.CHALLENGER)
+            outcome = {"outcome": "rejected", "promote": False, "version": version}
+        client.set_model_version_tag(model, version, "decision", outcome["outcome"])
+        client.set_model_version_tag(model, version, "approval.by", by)
+        client.set_tag(run_id, "promotion.approval", json.dumps({"approved": approved, "by": by, "comment": comment}))
+        summary = json.loads(client.get_run(run_id).data.tags.get("promotion.summary", "{}"))
+        summary |= {k: v for k, v in outcome.items() if k != "reason"} | {"airflow_run_id": coordinates.get("run_id")}
+        if outcome.get("reason"):
+            summary["reasons"] = [outcome["reason"]]
+        client.set_tag(run_id, "promotion.summary", json.dumps(summary, default=str))
+        client.set_tag(run_id, "promotion.decision", outcome["outcome"])
     return outcome
 
 
 def review_request(decision: Mapping[str, Any]) -> tuple[dict, dict]:
     """(ApprovalOperator kwargs, details to apply the answer) for a challenger awaiting approval."""
     model, version = decision["model"], decision["version"]
+    if not decision.get("review_markdown"):  # a re-run of a waiting promotion: the comparison is on the version
+        decision = dict(decision) | {"review_markdown": tracking.client().get_model_version(model, version).description}
     kwargs = {"subject": f"Promote {model} version {version} to champion?",
               "body": decision.get("review_markdown", "") + f"\n\nMLflow: model `{model}`, version {version}, "
                       f"candidate run `{decision['candidate_run_id']}`."}
+    hours = decision.get("approval_timeout_hours") or promotion.policy_for(model).approval_timeout_hours
+    kwargs["response_timeout"] = timedelta(hours=float(hours))
     details = {"model": model, "version": version, "expected_champion": decision.get("compared_champion"),
-               "run_id": decision["candidate_run_id"], "metrics": decision.get("metrics", {})}
+               "run_id": decision["candidate_run_id"], "metrics": decision.get("metrics", {}),
+               "event": decision.get("event", {})}
     return kwargs, details
 
 
@@ -288,8 +371,18 @@ def _record(run, model: str, summary: dict, event: Mapping[str, Any], coordinate
     client.set_tag(run_id, "promotion.reasons", " | ".join(summary["reasons"])[:4900])
     if summary.get("version"):
         client.set_tag(run_id, "promotion.version", str(summary["version"]))
-    brief = {k: summary.get(k) for k in ("outcome", "promote", "version", "compared_champion", "previous_champion")}
-    client.set_tag(run_id, "promotion.summary", json.dumps(brief | {"reasons": summary["reasons"][:5]}, default=str))
+    brief = {k: summary.get(k) for k in ("outcome", "promote", "version", "compared_champion", "previous_champion",
+                                         "approval_timeout_hours")}
+    brief |= {"model": model, "candidate_run_id": run_id, "reasons": summary["reasons"][:5],
+              "airflow_run_id": coordinates.get("run_id")}
+    client.set_tag(run_id, "promotion.summary", json.dumps(brief, default=str)[:7900])
     client.set_tag(run_id, "promotion.decision", summary["outcome"])  # last: marks the candidate as judged
+    return _result(model, run_id, summary, event)
+
+
+def _result(model: str, run_id: str, summary: dict, event: Mapping[str, Any]) -> dict:
+    """A decision as the promotion DAG reads it: the same keys on the first judgment and on a repeat."""
     champion_uri = f"models:/{model}/{summary['version']}" if summary.get("version") else None
-    return summary | {"model": model, "champion_model_uri": champion_uri, "metrics": dict(event.get("metrics", {}))}
+    return {"champion_event": False, "reasons": []} | summary | {
+        "model": model, "candidate_run_id": run_id, "champion_model_uri": champion_uri,
+        "metrics": dict(event.get("metrics", {})), "event": dict(event)}

@@ -68,7 +68,7 @@ def _settled(api, drops: int, quiet: dict) -> dict | None:
     """The run summary once every drop has been ingested and every candidate judged, with every event consumed
     or nothing changed for 30 s; else None. ``quiet`` keeps the last state seen and since when."""
     try:
-        events = api.get("assets/events?order_by=timestamp&limit=500")["asset_events"]
+        events = api.listing("assets/events?order_by=timestamp&limit=500", "asset_events")
     except urllib.error.HTTPError as exc:  # 3.3.2 answers 500 while an event's triggered run is still queued
         if exc.code == 500:
             return None

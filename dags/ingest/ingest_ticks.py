@@ -7,11 +7,15 @@
 
 **Steps:** wait, deferred in the triggerer, for `landing/ticks/date=<key>/` (CSV or parquet files; on an S3 data
 root, for its `_SUCCESS` object, written last; a partition that never lands times out with a clear message and
-fails only its own run) → normalise into sorted hive-style parquet `curated/ticks/date=<key>/` with a manifest,
-replacing an earlier build atomically. S3 notifications play no part here, even in the sqs profile: the
-timetable already says when a partition is due, and the wait is one cheap deferred check.
+fails only its own run) → normalise into sorted hive-style parquet with a manifest, committed as a new
+immutable version `curated/ticks/date=<key>/version=<v>/` that then becomes current (earlier builds stay
+readable; their raw files stay archived; only `retrain gc` removes old versions). S3 notifications play no
+part here, even in the sqs profile: the timetable already says when a partition is due, and the wait is one
+cheap deferred check.
 
-**Produces:** a `ticks` asset event for that partition (partition key set), only when its content changed.
+**Produces:** a `ticks` asset event for that partition (partition key set) naming the version, only when its
+content changed; then `request_training` starts one `time_series_training` run unless one is queued
+already (that run reads this commit when it starts), so a backfill of N partitions never queues N runs.
 """
 
 from __future__ import annotations
@@ -59,4 +63,7 @@ with DAG(
         outlet_events[TICKS].extra = extra
         return extra
 
-    wait_for_partition >> ingest_partition()
+    ingest = ingest_partition()
+    wait_for_partition >> ingest >> orchestration.request_tick_training(
+        task_id="request_training", committed_by="ingest_partition",
+        doc_md="Starts a time_series_training run unless one is queued (it reads this commit when it starts).")

@@ -1,27 +1,35 @@
 """
 ### time_series_training
 
-**Trigger:** `ticks` partition events, partition-aware (`PartitionedAssetTimetable`, identity mapping): one
-run per partition key. A manual run names the partition with the `partition` param.
+**Trigger:** a commit of a `ticks` partition: `ingest_ticks` asks for a run (`request_training`) unless one is
+queued already, since a queued run reads every commit when it starts; the freshness reconcile asks for one
+when the newest window is still untrained after its bound; a manual run may name the partition (`partition`
+param). Why not one run per partition event (`PartitionedAssetTimetable`): Airflow 3.3.2 turns each pending
+partition key into a queued run at the next scheduler loop, without regard to `max_active_runs`, so a
+backfill of N partitions queued N runs ahead of the newest window (about 4 s each); coalesced requests keep
+it at one running and one queued run, whatever N.
 
 **Model:** LightGBM predicting the direction of the next 1-minute bar from bar features (returns,
 volatility, spread, order imbalance). Why LightGBM rather than a GRU: the features are tabular bars, a
 window holds a few thousand bars, the workload runs on CPU workers, and a backfill must retrain in seconds.
 
-**Steps:** resolve the window (the K most recent committed partitions up to the run's key) → Great
-Expectations gate on every partition of the window → features → train → walk-forward evaluation on the
-last partition beside majority-class and persistence baselines → MLflow run (window and partition keys
-tagged) → `ticks_direction_lgbm.candidate`.
+**Steps:** wait while a backfill is still committing newer partitions (at most `backfill_settle_seconds` after
+its latest commit) → resolve the window (the K newest committed partitions) to exact (partition, version,
+sha256) entries → Great Expectations gate on every partition of the window (sha256 verified) → features →
+train → walk-forward evaluation on the last partition beside majority-class and persistence baselines →
+MLflow run (window, versions and digest tagged) → `ticks_direction_lgbm.candidate`, partition key = the
+window's last partition.
 
-**Backfill policy:** only the newest window trains. A run whose partition is older than the newest committed
-partition is skipped (a backfill of N old partitions trains nothing), runs are serialised
-(`max_active_runs=1`), and `promote_models` never promotes a candidate whose window ends before the champion's.
+**Backfill policy:** only the newest window trains, once per exact set of versions. A run trains the newest
+window when its exact versions were not trained yet (a day corrected inside it retrains it once), and
+skips otherwise (a backfill of N old partitions trains nothing); runs are serialised (`max_active_runs=1`),
+and `promote_models` never promotes a candidate whose window ends before the champion's.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, Param, PartitionedAssetTimetable, task
+from airflow.sdk import DAG, Param, task
 
 from retrain import orchestration
 
@@ -31,23 +39,40 @@ CANDIDATE = orchestration.candidate_asset("ticks_direction_lgbm")
 
 with DAG(
     dag_id=WORKLOAD,
-    schedule=PartitionedAssetTimetable(assets=TICKS),
+    schedule=None,  # asked for by ingest_ticks (coalesced), the freshness reconcile, or a person
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={"workload": WORKLOAD, "partition": Param(None, type=["null", "string"], description="Manual run: YYYY-MM-DD")},
     **orchestration.dag_kwargs(WORKLOAD),
 ):
 
-    @task
-    def resolve_window(*, dag_run=None, params=None) -> dict:
-        """The window of partitions to train on; skips the run when the backfill policy says so."""
+    @task.sensor(poke_interval=3, timeout=3600, mode="poke")
+    def wait_for_backfill() -> bool:
+        """True once no backfill is still committing partitions newer than the newest committed one."""
+        from retrain.workloads import timeseries
+
+        reason = timeseries.newer_partition_arriving()
+        if reason:
+            print(f"waiting: {reason}")
+        return reason is None
+
+    @task(inlets=[TICKS])
+    @orchestration.permanent_errors_fail_fast
+    def resolve_window(*, ti=None, dag_run=None, params=None, triggering_asset_events=None) -> dict:
+        """The window's exact (partition, version, sha256) entries; skips the run when the backfill policy says so."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from retrain.workloads import timeseries
 
-        window = timeseries.resolve_window(dag_run.partition_key or params["partition"])
+        try:  # a manual run has none
+            events = [dict(e.extra) for e in sorted(triggering_asset_events[TICKS], key=lambda e: e.timestamp)]
+        except (KeyError, TypeError):
+            events = []
+        window = timeseries.resolve_window(dag_run.partition_key or params["partition"], events)
         if not window["train"]:
             raise AirflowSkipException(window["reason"])
+        if not orchestration.claim_window({"ti": ti, "dag_run": dag_run}, window):
+            raise AirflowSkipException("this window is trained or being trained by another run (freshness claim)")
         return window
 
     @task
@@ -67,6 +92,7 @@ with DAG(
         return timeseries.features(window, orchestration.work_folder(context, "ticks"))
 
     @task
+    @orchestration.permanent_errors_fail_fast
     def train(split: dict, **context) -> dict:
         """The LightGBM direction model."""
         from retrain.workloads import timeseries
@@ -74,6 +100,7 @@ with DAG(
         return timeseries.train(orchestration.work_folder(context, "ticks"))
 
     @task
+    @orchestration.permanent_errors_fail_fast
     def evaluate(trained: dict, **context) -> dict:
         """Accuracy, log loss and AUC on the test partition beside the baselines."""
         from retrain.workloads import timeseries
@@ -81,18 +108,22 @@ with DAG(
         return timeseries.evaluate(orchestration.work_folder(context, "ticks"))
 
     @task(outlets=[CANDIDATE])
+    @orchestration.permanent_errors_fail_fast
     def log_candidate(window: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event."""
         from retrain import tracking
         from retrain.workloads import timeseries
 
         run = orchestration.run_coordinates(context)
-        data = window["events"][-1] | {"partitions": window["window"]}
+        data = window["events"][-1] | {"partitions": window["window"], "versions": window["versions"]}
         lineage = tracking.Lineage(**run, data=data, quality=gate)
         extra = timeseries.log_candidate(lineage, orchestration.work_folder(context, "ticks"))
         outlet_events[CANDIDATE].extra = extra
+        if not context["dag_run"].partition_key:  # a requested run: the candidate's key is the window's end
+            outlet_events[CANDIDATE].add_partitions(window["partition"])
         return extra
 
     window = resolve_window()
+    wait_for_backfill() >> window
     verdict = quality_gate(window)
     log_candidate(window, verdict, evaluate(train(features(window, verdict))))

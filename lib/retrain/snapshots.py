@@ -1,8 +1,14 @@
 """Immutable curated snapshots: data files plus a manifest, committed in one step.
 
-Layout: ``curated/<dataset>/version=<version>/`` (or ``.../date=YYYY-MM-DD/`` for partitioned datasets)
-holding the data files and ``manifest.json``. A snapshot exists once its manifest exists; locally the whole
-folder is renamed into place, on an object store the manifest is written last.
+Layout: ``curated/<dataset>/version=<version>/`` holding the data files and ``manifest.json``. A snapshot
+exists once its manifest exists; locally the whole folder is renamed into place, on an object store the
+manifest is written last.
+
+Partitioned datasets (ticks) keep every build of a partition: ``curated/<dataset>/date=YYYY-MM-DD/
+version=<version>/``, plus ``date=…/current.json`` naming the partition's current version. A rebuild
+commits a new version folder, then moves the pointer (one atomic write, or one PUT), so an event, a training
+window or a reader that names a version always finds exactly that build, and the old build stays readable
+until an explicit :func:`retrain.ingest.ticks.gc` removes it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from retrain.errors import SnapshotError
 from retrain.settings import get_settings
 
 MANIFEST = "manifest.json"
+POINTER = "current.json"  # inside a partition's folder: which committed version is current
 
 
 @dataclass(frozen=True)
@@ -64,11 +71,61 @@ class Snapshot:
 
 
 def folder_name(version: str, partition: str | None = None) -> str:
-    return f"date={partition}" if partition else f"version={version}"
+    return f"date={partition}/version={version}" if partition else f"version={version}"
 
 
 def snapshot_location(dataset: str, version: str, partition: str | None = None) -> str:
     return get_settings().curated(data_asset(dataset).name, folder_name(version, partition))
+
+
+def partition_location(dataset: str, partition: str) -> str:
+    """The folder holding every committed version of one partition, and its pointer."""
+    return get_settings().curated(data_asset(dataset).name, f"date={partition}")
+
+
+def current_version(dataset: str, partition: str) -> str | None:
+    """The version the partition's pointer names, or None when the partition was never committed."""
+    pointer = storage.join(partition_location(dataset, partition), POINTER)
+    if not storage.exists(pointer):
+        return None
+    return json.loads(storage.read_text(pointer))["version"]
+
+
+def set_current(snapshot: Snapshot) -> None:
+    """Make a committed version its partition's current one (a single atomic write: readers see the old
+    pointer or the new)."""
+    if not snapshot.partition:
+        raise SnapshotError(f"{snapshot.location}: only a partition's version has a current pointer")
+    pointer = storage.join(partition_location(snapshot.dataset, snapshot.partition), POINTER)
+    storage.write_text(pointer, json.dumps({
+        "version": snapshot.version, "sha256": snapshot.sha256,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=2, sort_keys=True))
+
+
+def partition_versions(dataset: str, partition: str) -> list[Snapshot]:
+    """Every committed version of a partition, oldest first (commit sequence, then commit time)."""
+    found = []
+    for name in storage.listdir(partition_location(dataset, partition)):
+        if name.startswith("version="):
+            snapshot = load(dataset, name.split("=", 1)[1], partition)
+            if snapshot is not None:
+                found.append(snapshot)
+    return sorted(found, key=lambda s: (s.manifest.get("sequence", 0), s.manifest.get("created_at", ""), s.version))
+
+
+def open_version(dataset: str, partition: str, version: str, sha256: str) -> Snapshot:
+    """Exactly the named version of a partition, its files checked against the manifest and the manifest's
+    digest against ``sha256`` (what an event or a recorded training window named). SnapshotError otherwise."""
+    snapshot = load(dataset, version, partition)
+    if snapshot is None:
+        known = [s.version for s in partition_versions(dataset, partition)]
+        raise SnapshotError(
+            f"{snapshot_location(dataset, version, partition)}: {dataset} partition {partition} version {version} "
+            f"is not committed (rule: a run reads exactly the versions it recorded; committed versions: {known})"
+        )
+    verify(snapshot, sha256)
+    return snapshot
 
 
 def content_digest(files: list[dict]) -> str:
@@ -80,7 +137,12 @@ def content_digest(files: list[dict]) -> str:
 
 
 def load(dataset: str, version: str, partition: str | None = None) -> Snapshot | None:
-    """The committed snapshot, or None when there is none."""
+    """The committed snapshot, or None when there is none. For a partition an empty ``version`` means the
+    partition's current version."""
+    if partition and not version:
+        version = current_version(dataset, partition) or ""
+        if not version:
+            return None
     location = snapshot_location(dataset, version, partition)
     manifest_file = storage.join(location, MANIFEST)
     if not storage.exists(manifest_file):
@@ -128,8 +190,19 @@ def commit(
     schema_version: int = 1,
 ) -> Snapshot:
     """Write a snapshot atomically. ``write_files(folder)`` writes the data files and returns their entries
-    (``{"path", "sha256", "bytes", "rows"}``); the manifest is written last, inside the staged folder."""
+    (``{"path", "sha256", "bytes", "rows"}``); the manifest is written last, inside the staged folder.
+
+    A partition's version is immutable: committing a version that is already there writes nothing and only
+    makes it current again; a new version gets the next ``sequence`` of its partition and becomes current
+    once its manifest is in place (a crash in between leaves the previous version current)."""
     location = snapshot_location(dataset, version, partition)
+    if partition:
+        existing = load(dataset, version, partition)
+        if existing is not None:
+            set_current(existing)
+            return existing
+        sequence = max((s.manifest.get("sequence", 0) for s in partition_versions(dataset, partition)), default=0) + 1
+        extra = {"sequence": sequence, **(extra or {})}
     with storage.staged_directory(location) as staging:
         files = write_files(staging)
         manifest = {
@@ -147,7 +220,23 @@ def commit(
             **(extra or {}),
         }
         storage.write_text(storage.join(staging, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
-    return Snapshot(dataset=dataset, version=version, location=location, manifest=manifest)
+    snapshot = Snapshot(dataset=dataset, version=version, location=location, manifest=manifest)
+    if partition:
+        set_current(snapshot)
+    return snapshot
+
+
+def add_source_file(snapshot: Snapshot, source: dict) -> Snapshot:
+    """Record one more landed file whose content is this snapshot's (the same bytes under another name).
+
+    Only the manifest's ``source_files`` grows (one atomic write); the data files, and so the snapshot's
+    sha256, never change. Idempotent; call it holding the snapshot's lock so two additions do not race.
+    """
+    if any(s["name"] == source["name"] for s in snapshot.manifest.get("source_files", [])):
+        return snapshot
+    manifest = dict(snapshot.manifest) | {"source_files": [*snapshot.manifest.get("source_files", []), source]}
+    storage.write_text(storage.join(snapshot.location, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
+    return Snapshot(dataset=snapshot.dataset, version=snapshot.version, location=snapshot.location, manifest=manifest)
 
 
 def write_parquet(table, folder: str, name: str = "part-0.parquet") -> dict:

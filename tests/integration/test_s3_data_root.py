@@ -397,7 +397,8 @@ def test_a_tick_partition_on_s3_is_complete_once_its_marker_is_there(s3_env, tmp
     assert storage.listdir(landed) == [landing.DROP_COMPLETE, "ticks.csv"]  # what the S3 sensor waits for
     result = ticks.ingest_partition("2026-02-02", "run-ticks")
     assert result.status == "ingested" and result.snapshot.partition == "2026-02-02"
-    assert result.snapshot.location == get_settings().curated("ticks", "date=2026-02-02")
+    version = result.snapshot.version  # each build of a partition is its own immutable version
+    assert result.snapshot.location == get_settings().curated("ticks", "date=2026-02-02", f"version={version}")
     assert [s["name"] for s in result.snapshot.manifest["source_files"]] == ["date=2026-02-02/ticks.csv"]
     assert ticks.partitions() == ["2026-02-02"] and storage.listdir(get_settings().landing("ticks")) == []
     assert ticks.reland("2026-02-02")  # archived raw files go back for a rebuild, marker last

@@ -211,8 +211,11 @@ def _window(dataset: str, partition: str | None, cfg) -> dict:
     if len(window) < cfg.window_partitions:
         raise SnapshotError(f"{dataset}: window_partitions = {cfg.window_partitions} needs that many committed "
                             f"partitions up to {end} (observed {len(window)}: {window})")
-    return {"partition": end, "train": True, "window": window,
-            "events": [snapshots.load(dataset, "", p).event_extra() for p in window]}
+    from retrain.workloads import timeseries
+
+    snaps = [snapshots.load(dataset, "", p) for p in window]  # each partition's current version, read once
+    return {"partition": end, "train": True, "window": window, "versions": timeseries.window_versions(snaps),
+            "events": [s.event_extra() for s in snaps]}
 
 
 def _config(plan: Mapping[str, Any]):
@@ -271,7 +274,8 @@ def evaluate(plan: Mapping[str, Any], work: str) -> dict:
 def lineage_data(plan: Mapping[str, Any]) -> dict:
     """The data a candidate's lineage names: the snapshot's event, or the window's last one with its partitions."""
     if plan["kind"] == "timeseries":
-        return plan["window"]["events"][-1] | {"partitions": plan["window"]["window"]}
+        window = plan["window"]
+        return window["events"][-1] | {"partitions": window["window"], "versions": window.get("versions", [])}
     return dict(plan["event"])
 
 

@@ -1,9 +1,17 @@
 """The time-series workload's steps (ticks): window -> gate -> features -> train -> evaluate -> log_candidate.
 
-Backfill policy, enforced in :func:`resolve_window`: a run trains only if its partition is the newest
-committed one. A backfill that rebuilds N older partitions therefore creates N cheap, skipped runs and no
-training (runs are serialised by ``max_active_runs=1``), and the promotion step never promotes a candidate
+Backfill policy, enforced in :func:`resolve_window`: only the newest window trains, and each exact set of its
+versions trains once. A run resolves the newest window when it starts, so the runs are coalesced: a
+partition's commit asks for a run only when none is queued (:func:`training_request`; the queued one will
+read the commit), runs are serialised (``max_active_runs=1``), and a run started while a backfill is still
+committing newer partitions waits for them (:func:`newer_partition_arriving`). So a backfill of N partitions
+creates a bounded number of runs, whatever N, and the newest window trains once, right after its commit; a
+backfill that rebuilds only older partitions trains nothing. The promotion step never promotes a candidate
 whose window ends before the current champion's (see :mod:`retrain.workloads.promote`).
+
+The window is resolved once to explicit (partition, version, sha256) entries, recorded in the task's return
+value and on the MLflow run (``data.window_versions``, ``data.window_digest``); every later step reads exactly
+those immutable versions and checks their sha256, never "whatever build is there now".
 """
 
 from __future__ import annotations
@@ -25,24 +33,182 @@ def dataset_config() -> config.TickTrainingConfig:
     return config.dataset_settings(WORKLOAD, DATASET)
 
 
-def resolve_window(partition: str) -> dict:
-    """The K partitions up to ``partition`` this run trains on, or why it must not train."""
+def resolve_window(partition: str | None, events: list[Mapping[str, Any]] | None = None) -> dict:
+    """The window this run trains on, as explicit (partition, version, sha256) entries, or why it must not train.
+
+    Backfill policy: only the newest window (the K newest committed partitions) ever trains. The newest
+    partition's run trains it; a run for another partition inside it (a corrected day) retrains it once the
+    newest partition's current version was trained, with the version its triggering event named for that
+    partition. A run whose partition lies outside the window, whose event's version is no longer current, or
+    whose exact window versions were trained already, trains nothing.
+    ``partition`` None (a run requested by a commit, see :func:`training_request`): the newest committed one.
+    ``events``: the run's triggering ``ticks`` event extras (none for a requested or manual run).
+    """
     from retrain.ingest import ticks as ingest_ticks
 
     cfg = dataset_config()
     committed = ingest_ticks.partitions()
+    if partition is None:
+        if not committed:
+            return _skip("-", "no committed tick partition")
+        partition = committed[-1]
     if partition not in committed:
-        return {"partition": partition, "train": False, "reason": f"partition {partition} has no committed snapshot"}
-    newer = [p for p in committed if p > partition]
-    if newer:
-        return {"partition": partition, "train": False,
-                "reason": f"superseded: partition {newer[-1]} is newer; only the newest window trains (backfill policy)"}
-    window = [p for p in committed if p <= partition][-cfg.window_partitions:]
-    if len(window) < cfg.window_partitions:
-        return {"partition": partition, "train": False,
-                "reason": f"window needs {cfg.window_partitions} partitions up to {partition}, {len(window)} committed"}
-    events = [snapshots.load(DATASET, "", p).event_extra() for p in window]
-    return {"partition": partition, "train": True, "window": window, "events": events}
+        return _skip(partition, f"partition {partition} has no committed snapshot")
+    newest = committed[-cfg.window_partitions:]
+    if partition not in newest:
+        return _skip(partition, f"superseded: partition {partition} lies outside the newest window "
+                                f"{newest[0]}..{newest[-1]}; only the newest window trains (backfill policy)")
+    if len(newest) < cfg.window_partitions:
+        return _skip(partition, f"window needs {cfg.window_partitions} partitions up to {newest[-1]}, "
+                                f"{len(newest)} committed")
+    snaps = [snapshots.load(DATASET, "", p) for p in newest]  # each partition's current version, read once
+    named = [e for e in events or [] if e.get("partition") == partition]
+    if named:
+        version = named[-1]["version"]
+        mine = snaps[newest.index(partition)]
+        if mine is None or mine.version != version:
+            return _skip(partition, f"superseded: partition {partition} was rebuilt after this run's event "
+                                    f"(event version {version}, current {mine.version if mine else None}); "
+                                    "the newer version's run trains")
+    if any(s is None for s in snaps):  # gc or a concurrent pointer move: resolve again on the next run
+        return _skip(partition, f"partitions {newest} changed while the window was resolved")
+    last = snaps[-1]
+    if partition != last.partition and not _trained_with(last.partition, last.version):
+        # the newest partition's run (queued before this one, or started by the freshness reconcile) reads
+        # every current version when it resolves: training here too would train the window twice
+        return _skip(partition, f"partition {partition} lies inside the newest window, whose newest partition "
+                                f"{last.partition} (version {last.version}) was not trained yet: that partition's "
+                                "run trains the window (backfill policy)")
+    versions = window_versions(snaps)
+    digest = window_digest(versions)
+    trained = _trained_run(digest)
+    if trained:
+        return _skip(partition, f"window {newest[0]}..{newest[-1]} with exactly these versions was trained "
+                                f"already (MLflow run {trained}); a window trains once")
+    return {"partition": newest[-1], "trigger": partition, "train": True, "window": newest,
+            "versions": versions, "window_digest": digest, "events": [s.event_extra() for s in snaps]}
+
+
+def training_request(partition: str, queued_runs: int) -> str | None:
+    """Why a commit of ``partition`` asks for no training run (None: ask for one).
+
+    A queued run of the training DAG has not resolved its window yet: it reads the committed partitions when
+    it starts, this commit included, so a second run would only queue behind it. Asking only when none is
+    queued keeps a backfill of N partitions at a bounded number of runs (the running one and one queued),
+    so the newest window never waits behind N older partitions' runs.
+    """
+    if queued_runs:
+        return (f"partition {partition}: {queued_runs} {WORKLOAD} run(s) queued; the next one to start resolves "
+                "the newest window, this commit included (runs are coalesced)")
+    return None
+
+
+def newer_partition_arriving(*, now: float | None = None) -> str | None:
+    """Why a run that is about to resolve the newest window should wait a moment (None: resolve now).
+
+    A backfill commits its partitions one after another (a few at a time): a window resolved in the middle of
+    it would train an intermediate window that the next commits supersede at once. While a partition that
+    would fall inside the newest window still waits in ``landing/ticks/`` or in an ingest run's claim, and the
+    newest window's latest commit is younger than ``backfill_settle_seconds``, more commits are on their way.
+    A landed folder that no run will ingest delays a run by at most that long.
+    """
+    import time
+    from datetime import datetime
+
+    from retrain.ingest import ticks as ingest_ticks
+    from retrain.settings import get_settings
+
+    settle = config.load(WORKLOAD).backfill_settle_seconds
+    committed = ingest_ticks.partitions()
+    newest = committed[-dataset_config().window_partitions:]
+    if not newest:
+        return None
+    pending = sorted(d for d in _pending_partitions(get_settings()) if d > newest[0])
+    if not pending:
+        return None
+    latest = 0.0
+    for snapshot in (snapshots.load(DATASET, "", p) for p in newest):
+        try:
+            created = str((snapshot.manifest if snapshot else {}).get("created_at") or "")
+            latest = max(latest, datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            continue
+    age = (now or time.time()) - latest
+    if age >= settle:
+        return None
+    return (f"partitions {pending[0]}..{pending[-1]} wait to be ingested and the newest window "
+            f"{newest[0]}..{newest[-1]} changed {age:.0f} s ago (< backfill_settle_seconds {settle:g}): a backfill "
+            "is still committing partitions of the newest window")
+
+
+def _pending_partitions(settings) -> set[str]:
+    """Tick partitions landed or claimed by an ingest run, not yet archived (their commit is on its way)."""
+    from retrain.ingest import landing
+
+    def keys(folder: str) -> set[str]:
+        names = storage.listdir(folder) if storage.exists(folder) else []
+        return {n.split("=", 1)[1] for n in names if n.startswith("date=")}
+
+    found = keys(landing.landing_folder(DATASET))
+    runs = settings.work("ingest")
+    for run in storage.listdir(runs) if storage.exists(runs) else []:
+        found |= keys(storage.join(runs, run, DATASET))
+    return found
+
+
+def _skip(partition: str, reason: str) -> dict:
+    return {"partition": partition, "train": False, "reason": reason}
+
+
+def window_versions(snaps: list[snapshots.Snapshot]) -> list[dict]:
+    """The (partition, version, sha256) entries a run records for the partition versions it trains on."""
+    return [{"partition": s.partition, "version": s.version, "sha256": s.sha256} for s in snaps]
+
+
+def window_digest(versions: list[Mapping[str, str]]) -> str:
+    """One digest naming a window's exact data: its (partition, version, sha256) entries."""
+    import hashlib
+
+    ordered = sorted(versions, key=lambda v: v["partition"])
+    text = "".join(f"{v['partition']}\0{v['version']}\0{v['sha256']}\n" for v in ordered)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _trained_run(digest: str) -> str | None:
+    """The finished scheduled candidate run that trained exactly this window, if any (tag ``data.window_digest``)."""
+    return _finished_candidate(f"tags.`data.window_digest` = '{digest}'")
+
+
+def _trained_with(partition: str, version: str) -> str | None:
+    """The finished scheduled candidate run whose window held this version of the partition, if any."""
+    return _finished_candidate(f"tags.`data.window_versions` LIKE '%{partition}={version}%'")
+
+
+def _finished_candidate(condition: str) -> str | None:
+    """A finished scheduled candidate run of this workload matching an MLflow filter on its tags. Ad-hoc runs
+    share the experiment but may use other settings: they do not count."""
+    from retrain import tracking
+
+    experiment = tracking.client().get_experiment_by_name(tracking.experiment_name(WORKLOAD, DATASET))
+    if experiment is None:
+        return None
+    runs = tracking.client().search_runs([experiment.experiment_id], max_results=100,
+                                         filter_string=f"{condition} and attributes.status = 'FINISHED'")
+    scheduled = [r for r in runs
+                 if r.data.tags.get("retrain.trigger") != "adhoc" and r.data.tags.get("retrain.model_uri")]
+    return scheduled[0].info.run_id if scheduled else None
+
+
+def window_snapshots(window: Mapping[str, Any]) -> list[snapshots.Snapshot]:
+    """Exactly the versions the window recorded, each checked against its sha256 (SnapshotError otherwise):
+    a rebuild committed since the window was resolved changes nothing this run reads."""
+    from retrain.errors import SnapshotError
+
+    entries = window.get("versions")
+    if not entries:
+        raise SnapshotError(f"ticks window {window.get('window')}: no recorded versions (rule: a training run "
+                            "reads the (partition, version, sha256) entries resolve_window recorded)")
+    return [snapshots.open_version(DATASET, e["partition"], e["version"], e["sha256"]) for e in entries]
 
 
 def gate(window: Mapping[str, Any], work: str) -> dict:
@@ -51,9 +217,7 @@ def gate(window: Mapping[str, Any], work: str) -> dict:
     from retrain.errors import DataQualityError
 
     failures, summaries = [], []
-    for event in window["events"]:
-        snapshot = snapshots.from_uri(event["uri"])
-        snapshots.verify(snapshot, event["sha256"])
+    for snapshot in window_snapshots(window):
         frame = ticks.quality_frame(snapshots.read_parquet(snapshot), snapshot.partition)
         report = quality.validate(DATASET, frame, version=snapshot.partition,
                                   report_dir=storage.join(work, "quality", snapshot.partition))
@@ -70,7 +234,7 @@ def features(window: Mapping[str, Any], work: str, cfg: config.TickTrainingConfi
     workload's configuration unless an ad-hoc run overrides it)."""
     from retrain.training import ticks
 
-    snaps = [snapshots.from_uri(e["uri"]) for e in window["events"]]
+    snaps = window_snapshots(window)
     train, valid, test = ticks.prepare(snaps, cfg or dataset_config())
     for name, frame in (("train", train), ("valid", valid), ("test", test)):
         _write(frame, storage.join(work, f"{name}.parquet"))
@@ -127,7 +291,8 @@ def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
                                     log_body=lambda: _log_body(cfg, lineage, work, metrics), description=description)
     return tracking.publish_candidate(model_name=cfg.model, dataset=DATASET, result=result, lineage=lineage,
                                       primary_metric=PRIMARY_METRIC,
-                                      data_extra={"partitions": data["partitions"], "window_end": data["partition"]})
+                                      data_extra={"partitions": data["partitions"], "window_end": data["partition"],
+                                                  "versions": list(data.get("versions") or [])})
 
 
 def _log_body(cfg: config.TickTrainingConfig, lineage: tracking.Lineage, work: str, metrics: dict) -> dict:
@@ -140,6 +305,9 @@ def _log_body(cfg: config.TickTrainingConfig, lineage: tracking.Lineage, work: s
     mlflow.log_params(tracking.flatten(cfg.model_dump()))
     mlflow.log_metrics(metrics)
     mlflow.set_tag("data.window_end", lineage.data["partition"])
+    versions = lineage.data.get("versions") or []
+    mlflow.set_tags({"data.window_versions": ",".join(f"{v['partition']}={v['version']}" for v in versions),
+                     "data.window_digest": window_digest(versions) if versions else ""})
     summary = json.loads(storage.read_text(storage.join(work, "train.json")))
     history = {}
     for key, values in summary.get("history", {}).items():  # {"valid_binary_logloss": [...]} or nested by split

@@ -1,0 +1,166 @@
+"""Tick backfills on the real embedded stack: a long one returns and keeps the newest model fresh, and a second
+one started while the first is still closing has one clean outcome.
+
+Past 100 partitions the REST API pages its listings, and one training run per partition (the earlier design)
+queued the newest window behind every older partition. Commits now ask for a training run only when none is
+queued, so the newest window trains within F of its partition's commit however many partitions the
+backfill rebuilds. Airflow keeps a backfill "running" until its scheduler notices, up to 30 s after its last
+run, and answers 409 to a second one meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+
+import pytest
+
+from retrain.stack import AirflowApi
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+FIRST = date(2026, 2, 1)
+F = 120  # configs/reconcile.yaml freshness.bound_seconds
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, stack_in):
+    with stack_in(tmp_path_factory.mktemp("e2e-backfill-home"), AirflowApi) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def days(fault_scale) -> list[str]:
+    """The partitions the backfill rebuilds: 105 (more than one REST page of 100) unless bench_faults asks more."""
+    return [(FIRST + timedelta(days=i)).isoformat() for i in range(fault_scale("partitions", 105))]
+
+
+def _in_stack(stack, code: str):
+    """Run ``code`` (which prints one JSON value) with the stack's environment; returns the value."""
+    prelude = "import json, sys\nfrom retrain import environment\nenvironment.apply(override=True)\n"
+    out = subprocess.run([sys.executable, "-c", prelude + code], env=stack["env"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _landed(stack) -> list[str]:
+    """Everything under landing/ticks/ now."""
+    return _in_stack(stack, "from pathlib import Path\nfrom retrain.ingest import landing\n"
+                            "root = Path(landing.landing_folder('ticks'))\n"
+                            "found = sorted(str(p.relative_to(root)) for p in root.rglob('*')) if root.exists() else []\n"
+                            "print(json.dumps(found))")
+
+
+def _instant(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _backfill(stack, first: str, last: str, **popen):
+    return subprocess.Popen(stack["retrain"] + ["backfill", "ticks", first, last, "--timeout", "900"],
+                            env=stack["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def test_a_backfill_of_more_than_100_partitions_returns_and_trains_the_newest_window_within_f(stack, tmp_path, days,
+                                                                                           fault_report):
+    DAYS, PARTITIONS = days, len(days)
+    out = subprocess.run(stack["retrain"] + ["sample-data", "ticks", "--start", DAYS[0], "--days", str(PARTITIONS),
+                                             "--ticks-per-day", "8000", "-o", str(tmp_path / "ticks")],
+                         env=stack["env"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    _in_stack(stack, "from retrain.ingest import landing\n"
+                     f"for f in sorted(__import__('pathlib').Path({str(tmp_path / 'ticks')!r}).iterdir()):\n"
+                     "    landing.land('ticks', str(f))\nprint(json.dumps(True))")
+
+    started = time.monotonic()
+    run = _backfill(stack, DAYS[0], DAYS[-1])
+    stdout, stderr = run.communicate(timeout=1000)
+    print(f"retrain backfill of {PARTITIONS} partitions returned after {time.monotonic() - started:.0f} s")
+    assert run.returncode == 0, stdout + stderr
+    assert "(backfill complete)" in stdout
+    assert _landed(stack) == []
+
+    api = stack["api"]
+    ingests = [r for r in api.runs("ingest_ticks") if r["run_type"] == "backfill"]
+    assert sorted(r["partition_key"] for r in ingests) == DAYS and {r["state"] for r in ingests} == {"success"}
+
+    # the newest window: one FINISHED training run, within F of its newest partition's commit
+    found = None
+    deadline = time.monotonic() + 2 * F
+    while time.monotonic() < deadline and found is None:
+        found = _in_stack(stack, f"""
+from datetime import datetime
+from retrain import snapshots, tracking
+from retrain.workloads import timeseries
+committed = datetime.fromisoformat(snapshots.load("ticks", "", {DAYS[-1]!r}).manifest["created_at"]).timestamp()
+experiment = tracking.client().get_experiment_by_name(tracking.experiment_name(timeseries.WORKLOAD, "ticks"))
+finished = "attributes.status = 'FINISHED'"
+runs = tracking.client().search_runs([experiment.experiment_id], filter_string=finished) if experiment else []
+ends = sorted(r.data.tags.get("data.window_end") for r in runs if r.data.tags.get("retrain.model_uri"))
+newest = [r.info.end_time / 1000 - committed for r in runs if r.data.tags.get("data.window_end") == {DAYS[-1]!r}]
+print(json.dumps({{"ends": ends, "lag": newest[0]}} if newest else None))""")
+        if found is None:
+            time.sleep(5)
+    training = api.runs("time_series_training")
+    fault_report(scenario=f"backfill of {PARTITIONS} tick partitions", fault="many partitions in one backfill",
+                 snapshots=PARTITIONS, trained_or_superseded=PARTITIONS if found else 0,
+                 files_lost=len(_landed(stack)), double_champions="-", lost_champion_events="-",
+                 worst_lag_s=round(found["lag"], 1) if found else f"> {2 * F}", training_runs=len(training))
+    assert found is not None, f"the newest window {DAYS[-3]}..{DAYS[-1]} was not trained within {2 * F} s"
+    print(f"newest window trained {found['lag']:.1f} s after its partition's commit")
+    assert found["lag"] <= F
+    assert found["ends"] == [DAYS[-1]]  # the backfill policy: only the newest window trains
+
+    assert len(training) <= 5, f"{len(training)} training runs for {PARTITIONS} partitions: {training}"
+
+
+def test_a_backfill_started_while_the_previous_one_is_closing_has_one_clean_outcome(stack, days, fault_report):
+    """The first re-lands archived copies and rebuilds; the second, started once the first's runs finished but
+    before Airflow marked it complete, is refused in one line and puts nothing in landing/."""
+    api = stack["api"]
+    first, last = days[-3], days[-1]
+    attempts: list[str] = []
+    for attempt in range(3):  # Airflow marks backfills complete every 30 s: catch one in that gap
+        before = {b["id"] for b in api.listing("backfills?dag_id=ingest_ticks&order_by=id", "backfills")}
+        a = _backfill(stack, first, last)
+        closing = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and a.poll() is None:
+            mine = [b for b in api.listing("backfills?dag_id=ingest_ticks&order_by=id", "backfills")
+                    if b["id"] not in before]
+            # every run of these partitions (cleared and re-run, or new) finished after the backfill began
+            runs = [r for r in api.listing("dags/ingest_ticks/dagRuns?order_by=run_after", "dag_runs")
+                    if first <= (r.get("partition_key") or "") <= last]
+            finished = [r for r in runs if mine and r.get("end_date")
+                        and _instant(r["end_date"]) > _instant(mine[0]["created_at"])]
+            if mine and not mine[0].get("completed_at") and len(finished) >= 3 and \
+                    all(r["state"] in ("success", "failed") for r in runs):
+                closing = mine[0]
+                break
+            time.sleep(0.5)
+        if closing is None:
+            out, err = a.communicate(timeout=300)
+            attempts.append(f"attempt {attempt}: first backfill exit {a.returncode} before it was seen closing: "
+                            f"{out[-600:]} {err[-600:]}")
+            continue
+        landed_before = _landed(stack)
+        b = _backfill(stack, first, last)
+        b_out, b_err = b.communicate(timeout=120)
+        still_closing = not api.get(f"backfills/{closing['id']}").get("completed_at")
+        a_out, a_err = a.communicate(timeout=300)
+        assert a.returncode == 0, a_out + a_err
+        if not still_closing and b.returncode == 0:
+            attempts.append(f"attempt {attempt}: the first was marked complete before the second asked")
+            continue  # not this scenario: try again
+        fault_report(scenario="a second backfill while the first is closing", fault="overlapping backfills",
+                     snapshots="-", trained_or_superseded="-", files_lost=len(_landed(stack)), double_champions="-",
+                     lost_champion_events="-", worst_lag_s="-", second_exit=b.returncode)
+        assert b.returncode == 3, b_out + b_err
+        assert b_err.count("\n") == 1 and b_err.startswith("retrain backfill: refused:") and "Traceback" not in b_err
+        assert landed_before == [] and _landed(stack) == []
+        return
+    pytest.fail("could not start a second backfill while the first was closing in 3 attempts:\n" + "\n".join(attempts))

@@ -35,6 +35,7 @@ with DAG(
         "workload": WORKLOAD,
         "dataset": Param(None, type=["null", "string"], enum=[None, *DATASETS], description="Manual run: dataset"),
         "version": Param(None, type=["null", "string"], description="Manual run: snapshot version (default: latest event)"),
+        "supersedes": Param([], type="array", description="Versions this run supersedes (set by reconcile_freshness)"),
         "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=200),
         "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=4096),
         "lr": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1),
@@ -46,8 +47,9 @@ with DAG(
     @task(inlets=ASSETS)
     @orchestration.permanent_errors_fail_fast
     def datasets_to_train(**context) -> list[dict]:
-        """One event per dataset that triggered this run (the newest of each)."""
-        return orchestration.image_events(context, DATASETS)
+        """One event per dataset that triggered this run (the newest of each), each claimed in the freshness
+        ledger; a dataset whose snapshot another run holds or trained is left out."""
+        return orchestration.image_snapshots_to_train(context, DATASETS)
 
     @task_group
     def pipeline(event: dict):
@@ -69,6 +71,7 @@ with DAG(
             return images.train(event, orchestration.work_folder(context, event["dataset"]), overrides)
 
         @task(pool="gpu", queue="gpu")
+        @orchestration.permanent_errors_fail_fast
         def evaluate(event: dict, trained: dict, **context) -> dict:
             """Test metrics, confusion matrix and the majority-class baseline."""
             from retrain.workloads import images
@@ -76,6 +79,7 @@ with DAG(
             return images.evaluate(event, orchestration.work_folder(context, event["dataset"]))
 
         @task(queue="gpu", outlets=[CANDIDATES])  # logging a PyTorch model needs torch: GPU workers have it
+        @orchestration.permanent_errors_fail_fast
         def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
             """The MLflow candidate run; emits the candidate-model event."""
             from retrain import assets, tracking

@@ -34,6 +34,7 @@ with DAG(
     params={
         "workload": WORKLOAD,
         "version": Param(None, type=["null", "string"], description="Snapshot version for a manual run"),
+        "supersedes": Param([], type="array", description="Versions this run supersedes (set by reconcile_freshness)"),
     },
     **orchestration.dag_kwargs(WORKLOAD),
 ):
@@ -41,11 +42,9 @@ with DAG(
     @task(inlets=[HOUSEHOLD_POWER])
     @orchestration.permanent_errors_fail_fast
     def resolve_snapshot(**context) -> dict:
-        """The event extra naming the snapshot this run trains on."""
-        from retrain import events
-
-        chosen, superseded = events.newest(orchestration.data_events(context, DATASET), DATASET)
-        return chosen | {"superseded_versions": superseded}
+        """The snapshot this run trains (the newest of its events in data time), claimed in the freshness ledger;
+        skips the run when another run holds it, holds a newer one, or trained it."""
+        return orchestration.snapshot_to_train(context, DATASET)
 
     @task
     @orchestration.permanent_errors_fail_fast
@@ -64,6 +63,7 @@ with DAG(
         return tabular.prepare(event, orchestration.work_folder(context, DATASET))
 
     @task(pool="cpu")
+    @orchestration.permanent_errors_fail_fast
     def train(features: dict, **context) -> dict:
         """A LightGBM booster (model.txt) with its per-iteration history."""
         from retrain.workloads import tabular
@@ -71,6 +71,7 @@ with DAG(
         return tabular.train(DATASET, orchestration.work_folder(context, DATASET))
 
     @task
+    @orchestration.permanent_errors_fail_fast
     def evaluate(trained: dict, **context) -> dict:
         """Test metrics of the model and the seasonal-naive baseline, predictions and plots."""
         from retrain.workloads import tabular
@@ -78,6 +79,7 @@ with DAG(
         return tabular.evaluate(DATASET, orchestration.work_folder(context, DATASET))
 
     @task(outlets=[CANDIDATE])
+    @orchestration.permanent_errors_fail_fast
     def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event."""
         from retrain import tracking

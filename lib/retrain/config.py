@@ -105,10 +105,43 @@ class ArrivalsConfig(Strict):
     unconsumed_lookback_minutes: int = Field(30, ge=1)
 
 
+class RetentionConfig(Strict):
+    """What ``retrain gc`` keeps; nothing else ever deletes a curated version or an archived raw file."""
+
+    tick_versions: int = Field(3, ge=1)  # newest versions kept per tick partition (the current one always stays)
+
+
 class IngestConfig(WorkloadConfig):
     poke_interval_seconds: int = Field(5, gt=0)
     wait_timeout_hours: int = Field(24, gt=0)
     arrivals: ArrivalsConfig = Field(default_factory=ArrivalsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+
+class FreshnessConfig(Strict):
+    """Design contract 8: within ``bound_seconds`` (F) of its commit a snapshot is trained or superseded."""
+
+    bound_seconds: int = Field(120, ge=30)  # F
+    interval_seconds: int = Field(30, ge=5)  # how often the reconcile looks
+    act_after_seconds: int = Field(30, ge=0)  # the scheduler's own event path gets this long first
+    datasets: list[str] = Field(default_factory=lambda: ["household_power", "mnist", "cifar10", "ticks"])
+
+    @model_validator(mode="after")
+    def _fits(self):
+        if self.act_after_seconds + self.interval_seconds >= self.bound_seconds:
+            raise ValueError(f"act_after_seconds + interval_seconds must stay below bound_seconds (F) to leave "
+                             f"time to train (got {self.act_after_seconds} + {self.interval_seconds} >= "
+                             f"{self.bound_seconds})")
+        from retrain.assets import DATA_ASSETS
+
+        unknown = sorted(set(self.datasets) - set(DATA_ASSETS))
+        if unknown:
+            raise ValueError(f"datasets must be data assets ({sorted(DATA_ASSETS)}), got {unknown}")
+        return self
+
+
+class ReconcileConfig(WorkloadConfig):
+    freshness: FreshnessConfig = Field(default_factory=FreshnessConfig)
 
 
 class TabularConfig(WorkloadConfig):
@@ -191,6 +224,8 @@ class TickTrainingConfig(Strict):
 class TimeSeriesConfig(WorkloadConfig):
     datasets: dict[str, TickTrainingConfig]
     partition_wait_hours: float = Field(6, gt=0)  # how long ingest_ticks waits for a partition to land
+    # a run waits (at most this long after the newest commit) while a backfill still commits newer partitions
+    backfill_settle_seconds: float = Field(30, ge=0)
 
 
 class PromotionConfig(WorkloadConfig):
@@ -243,6 +278,7 @@ _MODELS: dict[str, type[WorkloadConfig]] = {
     "promotion": PromotionConfig,
     "image_dl_training": ImageConfig,
     "time_series_training": TimeSeriesConfig,
+    "reconcile": ReconcileConfig,
 }
 
 

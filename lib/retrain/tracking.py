@@ -57,11 +57,21 @@ class Lineage:
             "data.rows": str(data.get("rows", "")),
             "data.partitions": ",".join(partitions),
             "data.source_files": ",".join(data.get("source_files", []))[:4000],
+            # versions this run's snapshot supersedes (the freshness reconcile counts them as covered)
+            "data.superseded": _joined(data.get("superseded_versions") or []),
             "quality.verdict": str(self.quality.get("verdict", "unknown")),
             "code.version": code_version(),
             "retrain.run_key": self.run_key,
         }
         return {k: v for k, v in tags.items() if v != ""}
+
+
+def _joined(values, limit: int = 4900) -> str:
+    """Comma-joined values within MLflow's tag length; dropped from the front (the oldest) when too many."""
+    values = list(values)
+    while values and len(",".join(values)) > limit:
+        values.pop(0)
+    return ",".join(values)
 
 
 @functools.cache

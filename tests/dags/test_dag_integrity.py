@@ -31,7 +31,7 @@ def test_every_dag_file_imports(dagbag):
 
 DAG_IDS = ["ingest_power", "ingest_mnist", "ingest_cifar10", "ingest_ticks", "route_arrivals", "tabular_ml_training",
            "image_dl_training", "time_series_training", "promote_models", "promote_partitioned_models",
-           "adhoc_training"]
+           "adhoc_training", "reconcile_freshness"]
 
 
 def test_expected_dags_exist(dagbag):

@@ -64,18 +64,25 @@ def test_image_training_logs_a_candidate(mnist_chain):
     assert (task.pool, task.queue) == ("gpu", "gpu")
 
 
-def test_only_the_datasets_whose_events_arrived_are_trained():
-    from retrain import orchestration
+def test_only_the_datasets_whose_events_arrived_are_trained(monkeypatch):
+    """Each dataset's newest snapshot by commit order (not by event time) trains; the others are superseded."""
+    from retrain import events, orchestration
 
-    mnist_event = SimpleNamespace(extra={"dataset": "mnist", "version": "b"}, timestamp=2)
-    older = SimpleNamespace(extra={"dataset": "mnist", "version": "a"}, timestamp=1)
+    def extra(version: str, sequence: int) -> dict:
+        return {"schema": 1, "dataset": "mnist", "uri": f"file:///x/version={version}", "version": version,
+                "sha256": "0", "rows": 1, "source_files": [], "sequence": sequence}
+
+    monkeypatch.setattr(events, "snapshot_order", lambda e: e["sequence"])  # instead of reading the manifests
+    newer = SimpleNamespace(extra=extra("b", 2), timestamp=1)
+    older = SimpleNamespace(extra=extra("a", 1), timestamp=2)  # its event was emitted later
 
     class Triggering(dict):
         def __getitem__(self, asset):
             return dict.__getitem__(self, asset.name)
 
-    context = {"triggering_asset_events": Triggering(mnist=[mnist_event, older])}
-    assert orchestration.image_events(context, ("mnist", "cifar10")) == [{"dataset": "mnist", "version": "b"}]
+    context = {"triggering_asset_events": Triggering(mnist=[newer, older])}
+    assert [(e["version"], e["superseded_versions"]) for e in orchestration.image_events(context, ("mnist", "cifar10"))] \
+        == [("b", ["a"])]
 
 
 def test_the_mnist_candidate_is_promoted_as_first_model(mnist_chain, dags):

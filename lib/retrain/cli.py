@@ -58,7 +58,44 @@ def cmd_status(args) -> int:
     for component, state in report.items():
         print(f"{component:<14} {state}")
     print(f"Airflow {ends.airflow_url}   MLflow {ends.mlflow_url}")
+    _print_freshness()
     return 0 if all(v == "healthy" for v in report.values()) else 1
+
+
+def _print_freshness() -> None:
+    """Per dataset: the newest snapshot, the newest trained one and the lag (design contract 8)."""
+    from retrain import freshness
+
+    rows = freshness.report(active=_run_active_via_api())
+    bound = freshness.policy().bound_seconds
+    print(f"\nfreshness (F = {bound:.0f} s)")
+    print(f"{'dataset':<16} {'newest snapshot':<18} {'data time':<30} {'newest trained':<18} {'lag s':>6}  state")
+    for r in rows:
+        print(f"{r['dataset']:<16} {r['newest']:<18} {r['newest_data']:<30} {r['newest_trained']:<18} "
+              f"{r['lag_s']!s:>6}  {r['state']}")
+
+
+def _run_active_via_api():
+    """``active(dag_id, run_id)`` through the REST API, so a claim whose run ended shows as such; None (every
+    claim counts as held) when the stack does not answer."""
+    import urllib.error
+
+    from retrain import stack
+
+    try:
+        api = stack.AirflowApi()
+    except Exception:  # stack down: the report still reads the ledger and MLflow
+        return None
+
+    def active(dag_id: str, run_id: str) -> bool:
+        try:
+            return api.get(f"dags/{dag_id}/dagRuns/{run_id}").get("state") in ("queued", "running")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return False
+            return True  # unknown: count it as held rather than call the snapshot abandoned
+
+    return active
 
 
 def cmd_sample_data(args) -> int:
@@ -87,9 +124,20 @@ def cmd_sample_data(args) -> int:
 
 
 def cmd_land(args) -> int:
+    from retrain import storage
+    from retrain.errors import LandingPathError
     from retrain.ingest import landing
 
-    location = landing.land(args.dataset, str(args.path), args.name)
+    source = str(args.path)
+    if not storage.exists(source):
+        print(f"retrain land: source {source} does not exist (rule: land an existing file or folder)", file=sys.stderr)
+        return 2
+    try:
+        location = landing.land(args.dataset, source, args.name)
+    except LandingPathError as exc:  # nothing was written: the name is checked before any copy
+        hint = "" if args.name is not None else "; pass --name NAME to land it under another name"
+        print(f"retrain land: {exc}{hint}", file=sys.stderr)
+        return 2
     print(f"landed {args.path} as {location}")
     return 0
 
@@ -145,14 +193,21 @@ def cmd_train(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    from retrain import registry
+    from retrain import registry, stack
 
     try:
-        champion, rolled_back = registry.rollback(args.model, by=args.by, reason=args.reason)
+        move = registry.rollback(args.model, by=args.by, reason=args.reason, expect=args.expect)
     except registry.RegistryError as exc:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.model}: champion is version {champion} again (version {rolled_back} rolled back: {args.reason})")
+    done = "completed an interrupted rollback: " if move.repaired else ""
+    print(f"{args.model}: {done}champion is version {move.champion} again "
+          f"(version {move.previous_champion} rolled back: {move.entry.get('reason')})")
+    try:
+        stack.emit_champion_event(args.model, move)
+        print(f"{args.model}.champion event emitted")
+    except stack.StackDown as exc:
+        print(f"warning: {args.model}.champion event not emitted: {exc}", file=sys.stderr)
     return 0
 
 
@@ -172,11 +227,42 @@ def cmd_history(args) -> int:
 
 def cmd_backfill(args) -> int:
     from retrain import stack
+    from retrain.errors import RetrainError
 
-    result = stack.backfill_ticks(args.start, args.end, max_active_runs=args.max_active_runs)
+    try:
+        result = stack.backfill_ticks(args.start, args.end, max_active_runs=args.max_active_runs,
+                                      timeout=args.timeout)
+    except stack.BackfillRefused as exc:
+        print(f"retrain backfill: refused: {exc}", file=sys.stderr)
+        return 3
+    except (RetrainError, TimeoutError) as exc:
+        print(f"retrain backfill: {exc}", file=sys.stderr)
+        return 1
     failed = result["states"].get("failed", 0)
-    print(f"done: {len(result['partitions'])} partitions, {failed} failed")
+    print(f"done: backfill {result['backfill_id']} complete at {result['completed_at']}: "
+          f"{len(result['partitions'])} partitions, {failed} failed")
     return 1 if failed else 0
+
+
+def cmd_gc(args) -> int:
+    from retrain import config
+    from retrain.ingest import ticks
+
+    keep = args.keep if args.keep is not None else config.load("ingest").retention.tick_versions
+    removed = ticks.gc(keep, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for location in removed:
+        print(f"{verb} {location}")
+    print(f"{verb} {len(removed)} old tick version(s) (curated and raw); kept per partition the {keep} newest, "
+          "the current one and the raw files that built them")
+    return 0
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (the current version always stays), got {value}")
+    return value
 
 
 def cmd_demo(args) -> int:
@@ -206,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("down", help="stop exactly the processes `up` started")
     p.set_defaults(func=cmd_down)
 
-    p = sub.add_parser("status", help="health of each stack component")
+    p = sub.add_parser("status", help="health of each stack component; per dataset, the newest snapshot, the "
+                                      "newest trained one and the lag")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("sample-data", help="write sample data in the real on-disk formats (power, mnist, cifar10, ticks)")
@@ -238,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("land", help="copy a file into the landing zone atomically")
     p.add_argument("dataset", choices=["household_power", "mnist", "cifar10", "ticks"])
     p.add_argument("path", type=Path)
-    p.add_argument("--name", help="file name in the landing zone (default: the source's)")
+    p.add_argument("--name", help="plain file name in the landing zone, no path, not hidden (default: the source's)")
     p.set_defaults(func=cmd_land)
 
     p = sub.add_parser("ingest", help="ingest every landed file of a dataset (no scheduler)")
@@ -261,12 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("start", help="first partition, YYYY-MM-DD")
     p.add_argument("end", help="last partition, YYYY-MM-DD")
     p.add_argument("--max-active-runs", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for Airflow to complete it")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("gc", help="delete old versions of tick partitions (curated and raw), keeping a retention")
+    p.add_argument("dataset", choices=["ticks"])
+    p.add_argument("--keep", type=_at_least_one, metavar="N",
+                   help="newest versions kept per partition (default: configs/ingest.yaml retention.tick_versions)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("rollback", help="move a model's champion alias back to previous_champion")
     p.add_argument("model", help="registered model name, e.g. household_power_lgbm")
     p.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
     p.add_argument("--by", help="who (default: the current user)")
+    p.add_argument("--expect", metavar="VERSION",
+                   help="roll back only if VERSION is the champion in service (compare-and-set)")
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("history", help="which version was champion when (the alias audit trail)")

@@ -16,12 +16,13 @@ from typing import Any
 from airflow.sdk import Asset
 
 from retrain import assets, config
-from retrain.errors import ConfigError, DataFormatError, DataQualityError, LandingPathError, SnapshotError
+from retrain.errors import (CandidateError, ConfigError, DataFormatError, DataQualityError, LandingPathError,
+                            SnapshotError)
 
 log = logging.getLogger(__name__)
 
 # Errors that another try cannot fix: the task fails at once, without retry.
-PERMANENT_ERRORS = (DataQualityError, DataFormatError, SnapshotError, ConfigError, LandingPathError)
+PERMANENT_ERRORS = (DataQualityError, DataFormatError, SnapshotError, ConfigError, LandingPathError, CandidateError)
 
 
 DEFAULT_QUEUE, GPU_QUEUE = "default", "gpu"
@@ -29,6 +30,7 @@ DEFAULT_QUEUE, GPU_QUEUE = "default", "gpu"
 TORCH_WORKLOADS = frozenset({"image_dl_training"})
 
 CHAMPIONS_ALIAS = "retrain_champions"
+REJUDGE_ALIAS = "retrain_rejudge"  # candidate events emitted again for a challenger whose comparison went stale
 CANDIDATES_ALIAS = "retrain_candidates"
 
 
@@ -94,7 +96,9 @@ def dag_kwargs(workload: str) -> dict[str, Any]:
 
 
 def permanent_errors_fail_fast(fn: Callable) -> Callable:
-    """Turn errors that a retry cannot fix (bad data, bad config) into AirflowFailException: no retry."""
+    """Turn errors that a retry cannot fix (bad data, bad config, a candidate that can never be judged) into
+    AirflowFailException: no retry. Everything else (MLflow or the network down, a full disk) is retried with the
+    workload's backoff."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -103,6 +107,10 @@ def permanent_errors_fail_fast(fn: Callable) -> Callable:
         except PERMANENT_ERRORS as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
+            if isinstance(exc, DataQualityError):  # no run can train it: the freshness reconcile leaves it be
+                from retrain import freshness
+
+                freshness.record_rejected(exc.dataset, exc.version, str(exc))
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper
@@ -162,8 +170,11 @@ def data_events(context: Mapping[str, Any], dataset: str) -> list[dict]:
 
 
 def image_events(context: Mapping[str, Any], datasets: tuple[str, ...]) -> list[dict]:
-    """The newest triggering event of each dataset that triggered the run; for a manual run, the ``dataset``
-    param's snapshot (``version`` param, else the asset's latest event)."""
+    """The newest triggering event of each dataset that triggered the run (by commit order, see
+    :func:`retrain.events.newest`), with the versions it supersedes; for a manual run, the ``dataset`` param's
+    snapshot (``version`` param, else the asset's latest event)."""
+    from retrain import events as data_events_
+
     triggering = context.get("triggering_asset_events") or {}
     chosen = []
     for dataset in datasets:
@@ -172,13 +183,69 @@ def image_events(context: Mapping[str, Any], datasets: tuple[str, ...]) -> list[
         except KeyError:
             continue
         if events:
-            chosen.append(dict(events[-1].extra))
-    if chosen:
-        return chosen
-    dataset = (context.get("params") or {}).get("dataset")
-    if not dataset:
-        raise SnapshotError(f"manual runs must name a dataset (one of {list(datasets)})")
-    return data_events(context, dataset)[-1:]
+            newest, superseded = data_events_.newest([dict(e.extra) for e in events], dataset)
+            chosen.append(newest | {"superseded_versions": superseded})
+    if not chosen:
+        dataset = (context.get("params") or {}).get("dataset")
+        if not dataset:
+            raise SnapshotError(f"manual runs must name a dataset (one of {list(datasets)})")
+        chosen = [_newest_snapshot(context, dataset)]
+    return chosen
+
+
+def image_snapshots_to_train(context: Mapping[str, Any], datasets: tuple[str, ...]) -> list[dict]:
+    """:func:`image_events`, each claimed in the freshness ledger on its own: a cifar10 snapshot another run
+    holds leaves this run's mnist training alone. Skips the run when no dataset is left."""
+    claimed = [event for event in image_events(context, datasets)
+               if claim_snapshot(context, event["dataset"], event["version"])]
+    if not claimed:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("every snapshot this run resolved is trained or being trained by another run")
+    return claimed
+
+
+def _newest_snapshot(context: Mapping[str, Any], dataset: str) -> dict:
+    from retrain import events
+
+    chosen, superseded = events.newest(data_events(context, dataset), dataset)
+    requested = [str(v) for v in (context.get("params") or {}).get("supersedes") or []]
+    return chosen | {"superseded_versions": list(dict.fromkeys(superseded + requested))}
+
+
+def snapshot_to_train(context: Mapping[str, Any], dataset: str) -> dict:
+    """The event extra of the snapshot this run trains: the newest of its events by the data's own time, with
+    ``superseded_versions`` (the other events' versions, plus the ``supersedes`` param of a run the freshness
+    reconcile triggered). The run claims it first, and trains nothing (skipped) when another run holds it."""
+    chosen = _newest_snapshot(context, dataset)
+    if not claim_snapshot(context, dataset, chosen["version"]):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"{dataset} snapshot {chosen['version']}: trained or being trained by another run")
+    return chosen
+
+
+def run_active(context: Mapping[str, Any]) -> Callable[[str, str], bool]:
+    """``active(dag_id, run_id)``: whether that run is queued or running, through the Task SDK (which reaches
+    the metadata database from any worker; a run that does not exist is not active)."""
+    ti = context["ti"]
+    return lambda dag_id, run_id: bool(ti.get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"]))
+
+
+def claim_snapshot(context: Mapping[str, Any], dataset: str, version: str) -> bool:
+    """Claim a resolved snapshot for this run in the freshness ledger (:func:`retrain.freshness.claim`); logs
+    and returns False when another run holds it, a newer one, or trained it. A manual run always claims."""
+    from retrain import freshness
+
+    ti, dag_run = context["ti"], context.get("dag_run")
+    manual = dag_run is not None and str(dag_run.run_type).lower().endswith("manual") \
+        and not freshness.is_reconcile_run(ti.run_id)
+    newer = [] if dataset == "ticks" or manual else freshness.newer_versions(dataset, version)
+    granted, reason = freshness.claim(
+        dataset, version, dag_id=ti.dag_id, run_id=ti.run_id, active=run_active(context), newer=newer,
+        trained_runs=lambda: freshness.trained(ti.dag_id, dataset).runs, force=manual)
+    (log.info if granted else log.warning)("freshness: %s", reason)
+    return granted
 
 
 def candidate_events(context: Mapping[str, Any], candidates: list[Asset] | None = None) -> list[dict]:
@@ -220,11 +287,27 @@ def by_judge_queue(events: list[dict]) -> dict[str, list[dict]]:
     return split
 
 
+def emit_champion_event(outlet_events, decision: Mapping[str, Any], **extra: Any) -> None:
+    """The ``<model>.champion`` event of one alias move, through the champions alias."""
+    from airflow.sdk import AssetAlias
+
+    model, version = decision["model"], decision["version"]
+    outlet_events[AssetAlias(name=CHAMPIONS_ALIAS)].add(
+        champion_asset(model),
+        extra={"model": model, "version": version, "model_uri": f"models:/{model}/{version}",
+               "run_id": decision.get("candidate_run_id") or decision.get("run_id"),
+               "previous_champion": decision.get("previous_champion"), "metrics": decision.get("metrics", {}),
+               **extra},
+    )
+
+
 def apply_review(context: Mapping[str, Any], result: Mapping[str, Any]) -> None:
     """``post_execute`` of the review ApprovalOperator: apply the reviewer's answer to the challenger.
 
-    Approval moves ``champion`` (compare-and-set) and publishes the champion event; rejection, or no answer
-    before the timeout (the operator's default option), records who rejected and why on the version.
+    Approval moves ``champion`` (under the model's registry lock) and publishes the champion event; rejection,
+    or no answer before the timeout (the operator's default option), records who rejected and why on the
+    version. An approval whose comparison went stale (the champion moved meanwhile) expires instead, and the
+    candidate event is emitted again so the candidate is judged against the champion now in service.
     """
     from retrain.workloads import promote
 
@@ -235,17 +318,15 @@ def apply_review(context: Mapping[str, Any], result: Mapping[str, Any]) -> None:
     by = user.get("name") or user.get("id") or "timeout (default: reject)"
     comment = ((result or {}).get("params_input") or {}).get("comment", "")
     outcome = promote.approve(details["model"], details["version"], approved=chosen[0] == "Approve", by=str(by),
-                              comment=comment, expected_champion=details["expected_champion"], run_id=details["run_id"])
+                              comment=comment, expected_champion=details["expected_champion"],
+                              run_id=details["run_id"], coordinates=run_coordinates(context))
     if outcome["promote"]:
+        emit_champion_event(context["outlet_events"], details | outcome, approved_by=str(by))
+    elif outcome["outcome"] == "expired" and details.get("event"):
         from airflow.sdk import AssetAlias
 
-        context["outlet_events"][AssetAlias(name=CHAMPIONS_ALIAS)].add(
-            champion_asset(details["model"]),
-            extra={"model": details["model"], "version": details["version"], "run_id": details["run_id"],
-                   "model_uri": f"models:/{details['model']}/{details['version']}",
-                   "previous_champion": outcome.get("previous_champion"), "metrics": details["metrics"],
-                   "approved_by": str(by)},
-        )
+        context["outlet_events"][AssetAlias(name=REJUDGE_ALIAS)].add(
+            candidate_asset(details["model"]), extra=details["event"] | {"rejudge": outcome["reason"]})
 
 
 def ensure_pools(sizes: Mapping[str, int] | None = None) -> None:
@@ -259,6 +340,50 @@ def ensure_pools(sizes: Mapping[str, int] | None = None) -> None:
     for name, slots in wanted.items():
         Pool.create_or_update_pool(name=name, slots=slots, description=f"retrain {name} workloads",
                                    include_deferred=False)
+
+
+def claim_window(context: Mapping[str, Any], window: Mapping[str, Any]) -> bool:
+    """Claim a resolved tick window (its digest's prefix is the version the freshness reconcile tracks)."""
+    return claim_snapshot(context, "ticks", str(window["window_digest"])[:16])
+
+
+def request_tick_training(*, task_id: str, committed_by: str, doc_md: str = ""):
+    """A ``TriggerDagRunOperator`` for ``time_series_training`` that asks for a run only when none is queued
+    (see :func:`retrain.workloads.timeseries.training_request`): a queued run reads every commit when it
+    starts, so a backfill of N partitions never queues N runs. ``committed_by``: the task whose return value is
+    the committed ``ticks`` event extra. One run per asking DAG run, however often the task is retried."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    def only_when_none_is_queued(context: Mapping[str, Any]) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from retrain.workloads import timeseries
+
+        ti = context["ti"]
+        partition = (ti.xcom_pull(task_ids=committed_by) or {}).get("partition", "?")
+        reason = timeseries.training_request(partition, ti.get_dr_count(dag_id=timeseries.WORKLOAD, states=["queued"]))
+        if reason:
+            raise AirflowSkipException(reason)
+
+    return TriggerDagRunOperator(task_id=task_id, trigger_dag_id="time_series_training", logical_date=None,
+                                 trigger_run_id="ticks_commit__{{ run_id }}", skip_when_already_exists=True,
+                                 pre_execute=only_when_none_is_queued, doc_md=doc_md)
+
+
+# --- freshness: the reconcile_freshness DAG (design contract 8) -------------------------------------------
+
+def reconcile_schedule() -> timedelta:
+    """How often the freshness reconcile looks (``configs/reconcile.yaml``)."""
+    return timedelta(seconds=config.load("reconcile").freshness.interval_seconds)
+
+
+def reconcile_freshness(context: Mapping[str, Any]) -> list[dict]:
+    """One pass of :func:`retrain.freshness.reconcile`: the ``TriggerDagRunOperator`` arguments of the training
+    runs to start (one per snapshot that no run trained within its time). Only a queued or running run that
+    claimed the snapshot (or was triggered for it) is waited for; its state comes through the Task SDK."""
+    from retrain import freshness
+
+    return [t.as_kwargs() for t in freshness.reconcile(run_active(context))]
 
 
 # --- arrivals: the landing folder (sensor profile) or S3 notifications on SQS (sqs profile) ---------------

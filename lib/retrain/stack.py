@@ -100,24 +100,71 @@ def endpoints() -> Endpoints:
     return Endpoints(int(os.environ.get("RETRAIN_AIRFLOW_PORT", "8080")), int(os.environ.get("RETRAIN_MLFLOW_PORT", "5000")))
 
 
-def _run_dir() -> Path:
-    path = get_settings().home / "run"
-    path.mkdir(parents=True, exist_ok=True)
+def _private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700), created so or tightened if it was looser."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
     return path
+
+
+def _private_home() -> Path:
+    """``RETRAIN_HOME``, 0700: it holds the admin password, the JWT secret, the metadata DB and the logs."""
+    return _private_dir(get_settings().home)
+
+
+def _run_dir() -> Path:
+    return _private_dir(_private_home() / "run")
 
 
 def _log_dir() -> Path:
-    path = get_settings().home / "logs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _private_dir(_private_home() / "logs")
+
+
+def _private_file(path: Path, content: str) -> bool:
+    """Create ``path`` with ``content``, 0600 from the start (never readable by others, not even for a moment);
+    False if it already existed (then it is only tightened to 0600)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    return True
 
 
 def _jwt_secret() -> str:
     path = _run_dir() / "jwt_secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+    _private_file(path, secrets.token_urlsafe(32))
     return path.read_text().strip()
+
+
+def password_file(env: dict[str, str] | None = None) -> Path:
+    """Where the Airflow ``admin`` password is kept (SimpleAuthManager's generated-passwords file)."""
+    return Path((env or environment.airflow_environment())["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+
+
+def _ensure_admin_password(path: Path) -> None:
+    """Write the ``admin`` password before Airflow does: SimpleAuthManager creates a missing file with the
+    process umask (0644) and prints every password it generates to stdout, so into the api-server log. With
+    the user already in a 0600 file it generates nothing, prints nothing and keeps the file's mode."""
+    alphabet = "abcdefghkmnpqrstuvwxyzABCDEFGHKMNPQRSTUVWXYZ23456789"  # Airflow's own: no look-alike characters
+    password = "".join(secrets.choice(alphabet) for _ in range(20))
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if _private_file(path, json.dumps({ADMIN_USER: password}) + "\n"):
+        return
+    try:
+        users = json.loads(path.read_text() or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: the Airflow password file is not JSON (rule: a JSON object of user -> "
+                          f"password; observed: {exc})") from None
+    if ADMIN_USER not in users:
+        staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        staged.unlink(missing_ok=True)
+        _private_file(staged, json.dumps(users | {ADMIN_USER: password}) + "\n")
+        os.replace(staged, path)
 
 
 def stack_environment() -> dict[str, str]:
@@ -207,10 +254,13 @@ def _component_environment(component: str, env: dict[str, str]) -> dict[str, str
 
 
 def setup(*, quiet: bool = True, env: dict[str, str] | None = None) -> None:
-    """Migrate the Airflow metadata DB and create the pools; safe to run again."""
+    """Make ``RETRAIN_HOME`` and the Airflow home private (0700), write the admin password file (0600), migrate
+    the Airflow metadata DB and create the pools; safe to run again."""
     env = env or (os.environ | environment.airflow_environment())
     settings = get_settings()
-    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    _private_home()
+    _private_dir(settings.airflow_home)
+    _ensure_admin_password(password_file(env))
     if not settings.is_remote_data:
         for folder in ("landing", "curated", "quarantine", "archive", "work"):
             Path(settings.data(folder)).mkdir(parents=True, exist_ok=True)
@@ -301,7 +351,7 @@ def health() -> dict[str, str]:
 
 
 def admin_password() -> str | None:
-    path = get_settings().airflow_home / "simple_auth_manager_passwords.json.generated"
+    path = password_file()
     if not path.exists():
         return None
     return json.loads(path.read_text()).get(ADMIN_USER)
@@ -324,7 +374,12 @@ def up(names: Sequence[str] = (), *, timeout: float = 180.0, quiet: bool = False
     for component, command in _commands().items():
         if component not in wanted or _pid(component):
             continue
-        with open(log_dir / f"{component}.log", "ab") as log:
+        leftovers = _stop_leftovers(component)
+        if leftovers and not quiet:
+            print(f"{component}: stopped {len(leftovers)} process(es) left from its previous run (pids {leftovers})")
+        fd = os.open(log_dir / f"{component}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # a log written before the home was made private may be 0644
+        with open(fd, "ab") as log:
             process = subprocess.Popen(command, env=_component_environment(component, env), stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        cwd=get_settings().home, start_new_session=True)
@@ -342,7 +397,7 @@ def up(names: Sequence[str] = (), *, timeout: float = 180.0, quiet: bool = False
         raise TimeoutError(f"stack not healthy after {timeout:.0f}s: {health()}; logs in {log_dir}")
     ends = endpoints()
     if not quiet:
-        print(f"Airflow UI   {ends.airflow_url}   login: {ADMIN_USER} / {admin_password()}")
+        print(f"Airflow UI   {ends.airflow_url}   login: {ADMIN_USER}, password in {password_file()}")
         print(f"MLflow UI    {ends.mlflow_url}")
         for worker in workers():
             print(f"worker       {worker.name}   queue {worker.queue}, {worker.concurrency} slot(s)")
@@ -351,34 +406,63 @@ def up(names: Sequence[str] = (), *, timeout: float = 180.0, quiet: bool = False
 
 
 def down(*, timeout: float = 30.0) -> list[str]:
-    """Stop exactly the process sessions ``up`` started (TERM, then KILL after ``timeout``), workers first."""
-    stopped = []
-    started = {path.stem for path in _run_dir().glob("*.pid")}
-    for component in [*sorted(started - set(COMPONENTS)), *reversed(COMPONENTS)]:
-        pid = _pid(component)
-        if pid is None:
+    """Stop every process session ``up`` recorded (TERM to each member, then KILL after ``timeout``), workers first.
+
+    The whole session, not only its leader: a component that was killed leaves its children behind (a SIGKILLed
+    scheduler's LocalExecutor workers are re-parented to init and keep running), and they are stopped too."""
+    stopping = {}
+    recorded = {path.stem for path in _run_dir().glob("*.pid")}
+    for component in [*sorted(recorded - set(COMPONENTS)), *reversed(COMPONENTS)]:
+        sid = _recorded_session(component)
+        # task processes run in process groups of their own, so the session, not the group: TERM them too, or a
+        # Celery worker's warm shutdown waits for them to finish
+        if sid is not None and _signal_session(sid, signal.SIGTERM):
+            stopping[component] = sid
+        else:
             (_run_dir() / f"{component}.pid").unlink(missing_ok=True)
-            continue
+    deadline = time.monotonic() + timeout
+    for component, sid in stopping.items():
+        while time.monotonic() < deadline and session_members(sid):
+            time.sleep(0.2)
+        kill_session(sid)
+        gone = time.monotonic() + 5.0  # SIGKILL is not instant: return once the session is really empty
+        while time.monotonic() < gone and session_members(sid):
+            time.sleep(0.1)
+        (_run_dir() / f"{component}.pid").unlink(missing_ok=True)
+    return list(stopping)
+
+
+def _recorded_session(component: str) -> int | None:
+    """The session ``up`` started ``component`` in (its leader's pid), whether or not the leader still runs."""
+    try:
+        return int((_run_dir() / f"{component}.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _signal_session(sid: int, sig: int) -> list[int]:
+    """Send ``sig`` to every live process of the session ``sid``; returns their pids. Only members are signalled:
+    a dead leader's pid may belong to an unrelated process by now, but not while its session has members."""
+    members = session_members(sid)
+    for pid in members:
         try:
-            os.killpg(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
-        # task processes run in process groups of their own: TERM them too, or a Celery worker's warm shutdown
-        # waits for them to finish
-        for member in session_members(pid):
-            try:
-                os.kill(member, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        stopped.append(component)
-    deadline = time.monotonic() + timeout
-    for component in stopped:
-        pid = int((_run_dir() / f"{component}.pid").read_text())
-        while time.monotonic() < deadline and (_group_alive(pid) or session_members(pid)):
+    return members
+
+
+def _stop_leftovers(component: str, timeout: float = 5.0) -> list[int]:
+    """Stop what is left of ``component``'s previous session, whose leader is gone (TERM, then KILL after
+    ``timeout``), so a restart does not leave the old children running beside the new ones. Returns their pids."""
+    sid = _recorded_session(component)
+    left = _signal_session(sid, signal.SIGTERM) if sid is not None else []
+    if left:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and session_members(sid):
             time.sleep(0.2)
-        kill_session(pid)
-        (_run_dir() / f"{component}.pid").unlink(missing_ok=True)
-    return stopped
+        kill_session(sid)
+    return left
 
 
 def session_members(sid: int) -> list[int]:
@@ -409,33 +493,6 @@ def kill_session(sid: int) -> list[int]:
     except ChildProcessError:
         pass
     return members
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie leader still counts; reap it if it is our child
-    try:
-        os.waitpid(pgid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    return _has_live_members(pgid)
-
-
-def _has_live_members(pgid: int) -> bool:
-    import psutil
-
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
-        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
-            continue
-    return False
 
 
 def processes(home: str) -> list:
@@ -475,62 +532,171 @@ class AirflowApi:
     def get(self, path: str) -> dict:
         return self.request("GET", path)
 
+    def listing(self, path: str, key: str, *, get=None) -> list[dict]:
+        """Every row of a REST listing (``path`` with its query, ``key`` the rows' field), page by page.
+
+        Airflow answers at most one page (``[api] maximum_page_limit``, 100 by default) whatever ``limit``
+        asks for, so this follows ``offset`` until ``total_entries`` rows came back. A ``limit`` in ``path``
+        still caps the rows returned (the caller asked for at most that many). Order by a stable key
+        (``order_by=id`` or a timestamp) so rows added meanwhile do not shift earlier pages.
+        """
+        import urllib.parse
+
+        base, _, query = path.partition("?")
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        params = [(k, v) for k, v in pairs if k not in ("limit", "offset")]
+        wanted = next((int(v) for k, v in pairs if k == "limit"), None)
+        rows: list[dict] = []
+        while wanted is None or len(rows) < wanted:
+            page_params = params + [("offset", str(len(rows)))]
+            if wanted is not None:
+                page_params.append(("limit", str(wanted - len(rows))))
+            page = (get or self.get)(f"{base}?{urllib.parse.urlencode(page_params)}")
+            batch = page.get(key) or []
+            if rows and batch and batch[0] == rows[0]:  # an endpoint that ignores offset would repeat forever
+                raise RuntimeError(f"GET {base}: offset={len(rows)} returned the first page again (rule: a "
+                                   f"paginated listing honours offset; total_entries {page.get('total_entries')})")
+            rows += batch
+            if not batch or len(rows) >= int(page.get("total_entries", len(rows))):
+                break
+        return rows[:wanted] if wanted is not None else rows
+
     def runs(self, dag_id: str) -> list[dict]:
-        return self.get(f"dags/{dag_id}/dagRuns?order_by=run_after&limit=1000")["dag_runs"]
+        """Every run of a DAG, oldest first (all pages)."""
+        return self.listing(f"dags/{dag_id}/dagRuns?order_by=run_after", "dag_runs")
 
     def asset_events(self, query: str = "", *, patience: float = 10.0) -> list[dict]:
-        """``GET assets/events?<query>``, retried while Airflow answers 500 for a not-yet-started run.
+        """``GET assets/events?<query>`` (all pages), retried while Airflow answers 500 for a not-yet-started run.
 
         Airflow 3.3.2 fails the whole listing when an event's ``created_dagruns`` holds a queued run (its
         ``start_date`` is NULL; apache/airflow#71360, fixed after 3.3.2). Queued runs normally start within a
         second, so a short retry covers it; narrow the query (``source_run_id=…``) to limit the blast radius.
         """
         deadline = time.monotonic() + patience
-        while True:
-            try:
-                return self.get(f"assets/events?{query}")["asset_events"]
-            except urllib.error.HTTPError as exc:
-                if exc.code != 500 or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+
+        def get(path: str) -> dict:
+            while True:
+                try:
+                    return self.get(path)
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 500 or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+
+        return self.listing(f"assets/events?{query}", "asset_events", get=get)
 
 
-def backfill_ticks(start: str, end: str, *, max_active_runs: int = 3, timeout: float = 1800,
-                   echo=print) -> dict:
-    """Rebuild the tick partitions ``start``..``end`` on the running stack and follow the runs to the end.
+class BackfillRefused(RuntimeError):
+    """Airflow will not start the backfill (one is still active for the DAG); nothing was re-landed."""
 
-    Archived raw files are landed again first; partitions whose content did not change emit no event, so
-    they trigger no training (see the backfill policy in ``time_series_training``).
+
+def active_backfills(api: AirflowApi, dag_id: str) -> list[dict]:
+    """The DAG's backfills Airflow does not yet consider complete (no ``completed_at``)."""
+    return [b for b in api.listing(f"backfills?dag_id={dag_id}&order_by=id", "backfills") if not b.get("completed_at")]
+
+
+def _refusal(dag_id: str, active: dict | None, detail: str = "") -> BackfillRefused:
+    if active:
+        what = (f"backfill {active.get('id')} of {dag_id} ({str(active.get('from_date'))[:10]}.."
+                f"{str(active.get('to_date'))[:10]}, created {active.get('created_at')}) is still active")
+    else:
+        what = f"Airflow answered 409 Conflict: {detail or 'a backfill of ' + dag_id + ' is still active'}"
+    return BackfillRefused(f"{what}; Airflow allows one active backfill per DAG (rule), and marks one complete "
+                           "tens of seconds after its last run: run this again once it is complete")
+
+
+def backfill_ticks(start: str, end: str, *, max_active_runs: int = 3, timeout: float = 1800, poll: float = 3.0,
+                   echo=print, api: AirflowApi | None = None) -> dict:
+    """Rebuild the tick partitions ``start``..``end`` on the running stack; return once Airflow marks the
+    backfill complete (``completed_at``), not merely when its runs have finished.
+
+    The backfill is created first and archived raw files are re-landed only once Airflow accepted it (its
+    runs wait for their partition in a deferred sensor meanwhile). So a backfill refused because another one
+    is still active (checked first; Airflow's 409 covers the race) puts nothing in ``landing/``, and a re-land
+    never touches a partition already there: no landed file can be lost or left behind by this command.
+    Partitions whose content did not change emit no event, so they trigger no training (see the backfill
+    policy in ``time_series_training``). BackfillRefused when another backfill is active.
     """
-    from datetime import date, timedelta
+    from datetime import timedelta
 
+    from retrain.data.ticks import partition_day
+    from retrain.errors import DataFormatError
     from retrain.ingest import ticks
 
-    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    dag_id = "ingest_ticks"
+    first, last = partition_day(start), partition_day(end)
+    if last < first:
+        raise DataFormatError(f"backfill {start}..{end}", "the first partition must not come after the last",
+                              f"{start} > {end}")
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    api = api or AirflowApi()
+    active = active_backfills(api, dag_id)
+    if active:
+        raise _refusal(dag_id, active[0])
+    backfill_runs = f"dags/{dag_id}/dagRuns?run_type=backfill&order_by=run_after"
+    before = {r["dag_run_id"] for r in api.listing(backfill_runs, "dag_runs")}
+    # a backfill's range is of partition dates (the 01:00 UTC cron points), both ends included
+    payload = {"dag_id": dag_id, "from_date": f"{start}T01:00:00Z", "to_date": f"{end}T01:00:00Z",
+               "max_active_runs": max_active_runs, "reprocess_behavior": "completed", "run_backwards": False}
+    try:
+        backfill = api.request("POST", "backfills", payload)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise
+        try:
+            detail = json.loads(exc.read() or b"{}").get("detail", "")
+        except ValueError:
+            detail = ""
+        raise _refusal(dag_id, None, str(detail)) from None
+    echo(f"backfill {backfill.get('id')}: {dag_id} {start}..{end} ({len(days)} partitions, "
+         f"at most {max_active_runs} at a time)")
     missing = [d for d in days if not ticks.reland(d)]
     if missing:
         echo(f"no landed or archived files for {missing}: those runs will wait for data, then time out")
-    api = AirflowApi()
-    before = {r["dag_run_id"] for r in api.runs("ingest_ticks")}
-    # a backfill's range is of partition dates (the 01:00 UTC cron points), both ends included
-    payload = {"dag_id": "ingest_ticks", "from_date": f"{start}T01:00:00Z", "to_date": f"{end}T01:00:00Z",
-               "max_active_runs": max_active_runs, "reprocess_behavior": "completed", "run_backwards": False}
-    backfill = api.request("POST", "backfills", payload)
-    echo(f"backfill {backfill.get('id')}: ingest_ticks {start}..{end} ({len(days)} partitions, "
-         f"at most {max_active_runs} at a time)")
     deadline = time.monotonic() + timeout
     last_line = ""
     while time.monotonic() < deadline:
-        runs = [r for r in api.runs("ingest_ticks") if r["dag_run_id"] not in before]
+        state = api.get(f"backfills/{backfill['id']}")
+        runs = [r for r in api.listing(backfill_runs, "dag_runs") if r["dag_run_id"] not in before]
         states: dict[str, int] = {}
         for run in runs:
             states[run["state"]] = states.get(run["state"], 0) + 1
         line = "  " + ", ".join(f"{k}: {v}" for k, v in sorted(states.items()))
+        if state.get("completed_at"):
+            line += "  (backfill complete)"
         if line != last_line:
             echo(line)
             last_line = line
-        if runs and all(r["state"] in ("success", "failed") for r in runs) and len(runs) >= len(days):
-            return {"partitions": days, "states": states, "backfill_id": backfill.get("id")}
-        time.sleep(3)
-    raise TimeoutError(f"backfill of {start}..{end} not finished after {timeout:.0f}s")
+        if state.get("completed_at"):
+            return {"partitions": days, "states": states, "backfill_id": backfill["id"],
+                    "completed_at": state["completed_at"]}
+        time.sleep(poll)
+    raise TimeoutError(f"backfill {backfill['id']} of {start}..{end} not complete after {timeout:.0f}s "
+                       f"(rule: wait for Airflow's completed_at; last progress:{last_line or ' no runs yet'})")
+
+
+class StackDown(RuntimeError):
+    """The running stack's API cannot be reached (not started, or stopped)."""
+
+
+def emit_champion_event(model: str, move) -> dict:
+    """Publish ``<model>.champion`` for an alias move made outside a DAG (``retrain rollback``) through the
+    running stack's REST API, with the same extra the promotion DAG emits."""
+    import urllib.parse
+
+    from retrain import assets
+
+    name = assets.CHAMPION_ASSETS[model].name
+    try:
+        api = AirflowApi()
+        found = api.listing(f"assets?name_pattern={urllib.parse.quote(name)}&order_by=id", "assets")
+    except (OSError, urllib.error.URLError, KeyError, TypeError) as exc:
+        raise StackDown(f"the Airflow API at {endpoints().airflow_url} did not answer ({exc}); "
+                        "the move is in `retrain history`") from None
+    asset = next((a for a in found if a["name"] == name), None)
+    if asset is None:
+        raise StackDown(f"Airflow knows no asset {name!r} yet (no champion event was ever emitted for it)")
+    extra = {"model": model, "version": move.champion, "model_uri": f"models:/{model}/{move.champion}",
+             "previous_champion": move.previous_champion, "action": move.entry.get("action"),
+             "by": move.entry.get("by"), "reason": move.entry.get("reason")}
+    return api.request("POST", "assets/events", {"asset_id": asset["id"], "extra": extra})

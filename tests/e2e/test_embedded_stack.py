@@ -6,9 +6,7 @@ their triggering events, the chain into promote_models, and a clean tear-down.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +22,6 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1400,1600"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api(AirflowApi):
@@ -48,21 +40,9 @@ class Api(AirflowApi):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    home = tmp_path_factory.mktemp("e2e-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW", "RETRAIN_"))}
-    env |= {"RETRAIN_HOME": str(home), "RETRAIN_AIRFLOW_PORT": str(_free_port()), "RETRAIN_MLFLOW_PORT": str(_free_port())}
-    retrain = [sys.executable, "-m", "retrain"]
-    started = subprocess.run(retrain + ["up"], env=env, capture_output=True, text=True, timeout=300)
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        password = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        api = Api(f"http://127.0.0.1:{env['RETRAIN_AIRFLOW_PORT']}", password)
-        yield {"home": home, "env": env, "api": api, "retrain": retrain,
-               "mlflow": f"http://127.0.0.1:{env['RETRAIN_MLFLOW_PORT']}"}
-    finally:
-        subprocess.run(retrain + ["down"], env=env, capture_output=True, timeout=120)
-        print(f"stack logs: {home / 'logs'}")
+def stack(tmp_path_factory, stack_in):
+    with stack_in(tmp_path_factory.mktemp("e2e-home"), Api) as running:
+        yield running
 
 
 def _land(stack, tmp_path: Path, name: str, data: bytes) -> None:
@@ -203,9 +183,12 @@ def test_a_second_drop_retrains_and_a_bad_drop_changes_nothing(stack, tmp_path):
 
 
 def test_tick_backfill_trains_only_the_newest_window(stack, tmp_path):
-    """Three partitions land and `retrain backfill ticks` builds them: three ingest runs, three partition-aware
-    training runs of which only the newest window trains, one partitioned promotion."""
+    """Three partitions land and `retrain backfill ticks` builds them: three ingest runs, whose commits ask for
+    training runs coalesced (none while one is queued), of which only the newest window trains; one
+    partitioned promotion."""
     from datetime import date
+
+    import mlflow
 
     from retrain.data import ticks
 
@@ -225,15 +208,23 @@ def test_tick_backfill_trains_only_the_newest_window(stack, tmp_path):
     ingests = [r for r in api.runs("ingest_ticks") if r["run_type"] == "backfill"]
     assert sorted(r["partition_key"] for r in ingests) == days and {r["state"] for r in ingests} == {"success"}
 
-    runs = api.wait_for_runs("time_series_training", 3)
+    runs = api.wait_for_runs("time_series_training", 1)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and any(r["state"] not in ("success", "failed") for r in runs):
+        time.sleep(2)
+        runs = api.runs("time_series_training")
     trained = []
     for run in runs:
         tis = {t["task_id"]: t["state"] for t in
                api.get(f"dags/time_series_training/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]}
         if tis["train"] == "success":
-            trained.append(run["partition_key"])
-    assert sorted(r["partition_key"] for r in runs) == days
-    assert trained == [days[-1]]  # the backfill policy: only the newest window trains
+            trained.append(run["dag_run_id"])
+    assert 1 <= len(runs) <= 3 and {r["run_type"] for r in runs} == {"operator_triggered"}
+    assert len(trained) == 1  # the backfill policy: only the newest window trains
+    client = mlflow.MlflowClient(stack["mlflow"])
+    candidates = client.search_runs([client.get_experiment_by_name("time_series_training.ticks").experiment_id],
+                                    filter_string=f"tags.`airflow.run_id` = '{trained[0]}'")
+    assert [c.data.tags["data.partitions"] for c in candidates] == [",".join(days)]
     promotions = api.wait_for_runs("promote_partitioned_models", 1)
     assert len(promotions) == 1 and promotions[0]["state"] == "success"
 
@@ -364,6 +355,41 @@ def test_the_demo_summary_and_progress_read_the_same_story(stack):
     follower._failure(bad[0])
     assert [(f["task_id"], f["log"].endswith("attempt=1.log")) for f in follower.failures] == [("quality_gate", True)]
     assert os.path.exists(follower.failures[0]["log"])
+
+
+MOVE_TO_SECOND = """
+from retrain import registry, tracking
+model = "household_power_lgbm"
+experiment = tracking.client().get_experiment_by_name(tracking.experiment_name("tabular_ml_training", "household_power"))
+runs = tracking.client().search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+second = [r for r in runs if r.data.tags.get("promotion.decision") == "rejected"][-1]
+version = registry.register(model, second.data.tags["retrain.model_uri"], second.info.run_id, {"decision": "manual"},
+                            "manual")
+registry.move_champion(model, version.version, expected_champion="1", action="promote", by="e2e", reason="manual")
+print(version.version)
+"""
+
+
+def test_rollback_emits_the_champion_event_and_is_not_a_toggle(stack):
+    """On the running stack: a manual promotion, then `retrain rollback --expect` moves back, emits
+    household_power_lgbm.champion through the REST API, and a second rollback is refused in one line."""
+    moved = subprocess.run([sys.executable, "-c", MOVE_TO_SECOND], env=stack["env"], capture_output=True, text=True,
+                           timeout=120)
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    second = moved.stdout.strip().splitlines()[-1]
+    before = len(stack["api"].listing("assets/events?order_by=id", "asset_events"))
+    first = subprocess.run(stack["retrain"] + ["rollback", "household_power_lgbm", "--reason", "e2e",
+                                               "--expect", second], env=stack["env"], capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0 and "champion event emitted" in first.stdout, first.stdout + first.stderr
+    events = stack["api"].listing("assets/events?order_by=id", "asset_events")[before:]
+    champion = [e for e in events if e["name"] == "household_power_lgbm.champion"]
+    assert [(e["extra"]["version"], e["extra"]["previous_champion"], e["extra"]["action"]) for e in champion] == [
+        ("1", second, "rollback")]
+    again = subprocess.run(stack["retrain"] + ["rollback", "household_power_lgbm", "--reason", "again"],
+                           env=stack["env"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert "nothing to roll back to" in again.stderr
 
 
 def test_down_leaves_no_process_behind(stack):

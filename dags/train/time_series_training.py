@@ -47,14 +47,12 @@ with DAG(
 ):
 
     @task.sensor(poke_interval=3, timeout=3600, mode="poke")
+    @orchestration.permanent_errors_fail_fast
     def wait_for_backfill() -> bool:
         """True once no backfill is still committing partitions newer than the newest committed one."""
         from retrain.workloads import timeseries
 
-        reason = timeseries.newer_partition_arriving()
-        if reason:
-            print(f"waiting: {reason}")
-        return reason is None
+        return timeseries.ready_to_resolve()
 
     @task(inlets=[TICKS])
     @orchestration.permanent_errors_fail_fast

@@ -103,6 +103,15 @@ def training_request(partition: str, queued_runs: int) -> str | None:
     return None
 
 
+def ready_to_resolve() -> bool:
+    """The poke of ``time_series_training``'s ``wait_for_backfill``: True when no backfill is still committing
+    partitions of the newest window (each wait is logged with its reason)."""
+    reason = newer_partition_arriving()
+    if reason:
+        log.info("waiting: %s", reason)
+    return reason is None
+
+
 def newer_partition_arriving(*, now: float | None = None) -> str | None:
     """Why a run that is about to resolve the newest window should wait a moment (None: resolve now).
 

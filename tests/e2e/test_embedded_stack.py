@@ -377,12 +377,12 @@ def test_rollback_emits_the_champion_event_and_is_not_a_toggle(stack):
                            timeout=120)
     assert moved.returncode == 0, moved.stderr[-3000:]
     second = moved.stdout.strip().splitlines()[-1]
-    before = len(stack["api"].listing("assets/events?order_by=id", "asset_events"))
+    before = len(stack["api"].listing("assets/events?order_by=timestamp", "asset_events"))
     first = subprocess.run(stack["retrain"] + ["rollback", "household_power_lgbm", "--reason", "e2e",
                                                "--expect", second], env=stack["env"], capture_output=True, text=True,
                            timeout=120)
     assert first.returncode == 0 and "champion event emitted" in first.stdout, first.stdout + first.stderr
-    events = stack["api"].listing("assets/events?order_by=id", "asset_events")[before:]
+    events = stack["api"].listing("assets/events?order_by=timestamp", "asset_events")[before:]
     champion = [e for e in events if e["name"] == "household_power_lgbm.champion"]
     assert [(e["extra"]["version"], e["extra"]["previous_champion"], e["extra"]["action"]) for e in champion] == [
         ("1", second, "rollback")]

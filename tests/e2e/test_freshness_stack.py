@@ -273,9 +273,12 @@ def test_a_scheduler_killed_right_after_the_event_trains_within_f_of_its_restart
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     restart = time.time()
     version = event["extra"]["version"]
+    # A training task the kill interrupted is found dead only after the heartbeat timeout `retrain up` sets, then
+    # retried after its retry delay: for this fault the bound is F plus those two (README, "Guarantees").
+    limit = bound + 60 + config.load("tabular_ml_training").defaults.retry_delay_seconds
     while not (runs := [r for r in _trained(stack) if r.data.tags["data.version"] == version]):
-        assert time.time() < restart + bound + 5, (
-            f"{version} untrained {bound} s after the restart: "
+        assert time.time() < restart + limit + 5, (
+            f"{version} untrained {limit} s after the restart: "
             f"{[(r['dag_run_id'], r['state']) for r in api.runs('tabular_ml_training')][-5:]}")
         time.sleep(2)
     end = runs[0].info.end_time / 1000
@@ -286,6 +289,6 @@ def test_a_scheduler_killed_right_after_the_event_trains_within_f_of_its_restart
                  fault="SIGKILL of the scheduler's process group", snapshots=1, trained_or_superseded=len(runs),
                  files_lost=0 if (home / "data" / "archive" / "household_power" / version / name).exists() else 1,
                  double_champions="-", lost_champion_events="-", worst_lag_s=round(end - restart))
-    assert end - restart <= bound
+    assert end - restart <= limit
     time.sleep(5)  # a second run of the same snapshot would have claimed it by now
     assert len([r for r in _trained(stack) if r.data.tags["data.version"] == version]) == 1

@@ -39,7 +39,7 @@ TESTS = [
 COLUMNS = [("scenario", "scenario"), ("fault", "fault"), ("snapshots", "snapshots"),
            ("trained_or_superseded", "trained or superseded"), ("files_lost", "files lost"),
            ("double_champions", "double champions"), ("lost_champion_events", "lost champion events"),
-           ("worst_lag_s", "worst lag to trained (s)")]
+           ("worst_lag_s", "worst lag to trained (s)"), ("more", "more")]
 
 
 def main() -> int:
@@ -65,6 +65,9 @@ def main() -> int:
                               "-o", "addopts=", "--timeout", "3600"], cwd=REPO, env=env,
                              capture_output=True, text=True)
     rows = [json.loads(line) for line in report.read_text().splitlines()] if report.exists() else []
+    known = {key for key, _ in COLUMNS}
+    for row in rows:  # scenario-specific counts (events, trainings, processes left, ...)
+        row["more"] = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in row.items() if k not in known)
 
     widths = [max(len(title), *(len(str(r.get(key, ""))) for r in rows)) for key, title in COLUMNS]
     print("\n| " + " | ".join(title.ljust(w) for (_, title), w in zip(COLUMNS, widths)) + " |")
@@ -73,7 +76,8 @@ def main() -> int:
         print("| " + " | ".join(str(row.get(key, "")).ljust(w) for (key, _), w in zip(COLUMNS, widths)) + " |")
     bad = [r for r in rows if any(r.get(k) not in (0, "-", None) for k in
                                   ("files_lost", "double_champions", "lost_champion_events"))
-           or (isinstance(r.get("snapshots"), int) and r.get("trained_or_superseded") != r.get("snapshots"))]
+           or (isinstance(r.get("trained_or_superseded"), int) and r.get("trained_or_superseded") != r.get("snapshots"))
+           or r.get("processes_left", 0) or r.get("trained_twice", 0)]
     print(f"\n{len(rows)} scenario(s) in {time.monotonic() - started:.0f} s; targets missed in {len(bad)}")
     summary = [line for line in outcome.stdout.splitlines() if " passed" in line or " failed" in line or "FAILED" in line]
     print("pytest: " + ("; ".join(summary[-5:]) or outcome.stdout[-2000:]) + f" (exit {outcome.returncode})")

@@ -95,7 +95,7 @@ def ingest_drop(dataset: str, drop: str, run_id: str) -> IngestResult:
         if existing is None:
             raise
         return IngestResult("resumed", existing)
-    try:
+    with landing.quarantined_on_format_error(dataset, claimed, run_id):
         files = _read_folder(claimed)
         digest = _drop_digest(files)
         history = versions(dataset)
@@ -108,10 +108,6 @@ def ingest_drop(dataset: str, drop: str, run_id: str) -> IngestResult:
         latest = history[-1] if history else None
         if latest is None and "test" not in splits:
             raise DataFormatError(drop, "the first drop of a dataset must include a test split", "only a training split")
-    except DataFormatError as exc:
-        reason = landing.quarantine(dataset, claimed, exc, run_id)
-        log.error("quarantined %s: %s (reason: %s)", drop, exc, reason)
-        raise
 
     if latest is not None:
         previous = load_splits(latest)

@@ -17,7 +17,10 @@ a folder (an image drop, a tick partition) is complete once its ``_SUCCESS`` obj
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from retrain import storage
@@ -25,6 +28,7 @@ from retrain.assets import data_asset
 from retrain.errors import DataFormatError, LandingPathError
 from retrain.settings import get_settings
 
+log = logging.getLogger(__name__)
 DROP_COMPLETE = "_SUCCESS"  # on object stores: written last into a landed folder, so a drop appears at once
 
 
@@ -144,3 +148,15 @@ def quarantine(dataset: str, claimed: str, error: DataFormatError | Exception, r
     reason_file = f"{target}.reason.json"
     storage.write_text(reason_file, json.dumps(reason, indent=2))
     return reason_file
+
+
+@contextlib.contextmanager
+def quarantined_on_format_error(dataset: str, claimed: str, run_id: str) -> Iterator[None]:
+    """Parse a claimed arrival inside this block: a :class:`DataFormatError` moves it to quarantine (with its
+    reason file) and is raised again, so the task fails at once and nothing is lost."""
+    try:
+        yield
+    except DataFormatError as exc:
+        reason = quarantine(dataset, claimed, exc, run_id)
+        log.error("quarantined %s: %s (reason: %s)", storage.name(claimed), exc, reason)
+        raise

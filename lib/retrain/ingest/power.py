@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from retrain import locks, snapshots, storage
 from retrain.data import power
-from retrain.errors import DataFormatError, LandingPathError
+from retrain.errors import LandingPathError
 from retrain.ingest import landing
 
 DATASET = "household_power"
@@ -62,12 +62,8 @@ def ingest_file(file_name: str, run_id: str) -> IngestResult:
             log.info("%s: content already in snapshot %s (%s)", file_name, version, status)
             return IngestResult(status, existing)
 
-        try:
+        with landing.quarantined_on_format_error(DATASET, claimed, run_id):
             table = power.read_power_bytes(data, file_name)
-        except DataFormatError as exc:
-            reason = landing.quarantine(DATASET, claimed, exc, run_id)
-            log.error("quarantined %s: %s (reason: %s)", file_name, exc, reason)
-            raise
 
         timestamps = table["timestamp"]
         snapshot = snapshots.commit(

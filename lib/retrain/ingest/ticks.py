@@ -85,12 +85,8 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
         log.info("partition %s: version %s is current again", partition, built.version)
         produced = built.manifest.get("produced_by", {}).get("run_id") == run_id
         return IngestResult("resumed" if produced else "ingested", built)
-    try:
+    with landing.quarantined_on_format_error(DATASET, claimed, run_id):
         table = ticks.normalize_partition(files, partition)
-    except DataFormatError as exc:
-        reason = landing.quarantine(DATASET, claimed, exc, run_id)
-        log.error("quarantined partition %s: %s (reason: %s)", partition, exc, reason)
-        raise
     del files
 
     written: list[dict] = []

@@ -155,10 +155,11 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
                                         "data_version": data.get("version"), "data_sha256": data.get("sha256"),
                                         "window_end": window_end}
         with registry.champion_lock(model):
-            judged = tracking.client().get_run(run_id).data.tags.get("promotion.decision")
+            tags = tracking.client().get_run(run_id).data.tags
+            judged = tags.get("promotion.decision")
             if judged and judged not in REJUDGE:  # another promotion of this same candidate decided meanwhile
                 log.info("candidate run %s was judged meanwhile (%s) by another promotion run", run_id, judged)
-                summary = json.loads(tracking.client().get_run(run_id).data.tags.get("promotion.summary", "{}"))
+                summary = json.loads(tags.get("promotion.summary", "{}"))
                 return _result(model, run_id, summary, event) | {"repeated": True, "champion_event": False}
             now = registry.alias_version(model, registry.CHAMPION)
             if (now.version if now else None) != compared:

@@ -170,7 +170,7 @@ def data_events(context: Mapping[str, Any], dataset: str) -> list[dict]:
 
 
 def image_events(context: Mapping[str, Any], datasets: tuple[str, ...]) -> list[dict]:
-    """The newest triggering event of each dataset that triggered the run (by commit order, see
+    """The newest triggering event of each dataset that triggered the run (by the data's own time, see
     :func:`retrain.events.newest`), with the versions it supersedes; for a manual run, the ``dataset`` param's
     snapshot (``version`` param, else the asset's latest event)."""
     from retrain import events as data_events_

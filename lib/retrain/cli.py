@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from retrain import environment
@@ -103,8 +103,12 @@ def cmd_sample_data(args) -> int:
 
     out = str(args.output)
     if args.kind == "power":
-        samples.power(out, rows=args.rows, start=datetime.fromisoformat(args.start), seed=args.seed, level=args.level)
-        print(f"wrote {out} ({args.rows} one-minute readings)")
+        rows = args.rows if args.days is None else round(args.days * 1440)
+        start = datetime.fromisoformat(args.start)
+        samples.power(out, rows=rows, start=start, seed=args.seed, level=args.level)
+        end = start + timedelta(minutes=rows)
+        print(f"wrote {out} ({rows} one-minute readings from {start:%Y-%m-%d %H:%M}); "
+              f"the next increment of this household: --start {end:%Y-%m-%dT%H:%M} --seed {args.seed}")
     elif args.kind == "mnist":
         samples.mnist(out, n_train=args.train, n_test=args.test, seed=args.seed, offset=args.offset, gz=args.gz)
         print(f"wrote MNIST drop {out} ({args.train} train + {args.test} test images)")
@@ -220,7 +224,7 @@ def cmd_history(args) -> int:
         return 0
     print(f"{'when (UTC)':<26} {'action':<9} {'champion':>8} {'previous':>8}  by / reason")
     for e in entries:
-        print(f"{e['at']:<26} {e['action']:<9} {str(e.get('champion')):>8} {str(e.get('previous_champion')):>8}  "
+        print(f"{e['at']:<26} {e['action']:<9} {e.get('champion')!s:>8} {e.get('previous_champion')!s:>8}  "
               f"{e.get('by')}: {e.get('reason', '')[:100]}")
     return 0
 
@@ -255,6 +259,22 @@ def cmd_gc(args) -> int:
         print(f"{verb} {location}")
     print(f"{verb} {len(removed)} old tick version(s) (curated and raw); kept per partition the {keep} newest, "
           "the current one and the raw files that built them")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from retrain.ingest import power
+
+    lines = power.migrate()
+    for line in lines:
+        if line["status"] == "migrated":
+            print(f"snapshot {line['from']} -> series snapshot {line['to']}: {line['rows_added']} readings added, "
+                  f"{line['rows_corrected']} corrected")
+        else:
+            print(f"snapshot {line['from']}: {line['status']} in the series (snapshot {line['to']})")
+    migrated = sum(line["status"] == "migrated" for line in lines)
+    print(f"migrated {migrated} of {len(lines)} snapshot(s) written before the series into it; they stay where "
+          "they are and readable; nothing was deleted")
     return 0
 
 
@@ -300,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     k = kinds.add_parser("power", help="a UCI household_power_consumption.txt-format file")
     k.add_argument("--rows", type=int, default=90 * 1440, help="one-minute readings (full UCI file: 2075259)")
-    k.add_argument("--start", default="2006-12-16T17:24", help="first timestamp (ISO)")
+    k.add_argument("--days", type=float, help="days of one-minute readings (instead of --rows)")
+    k.add_argument("--start", default="2006-12-16T17:24",
+                   help="first timestamp (ISO); a file starting where the last one ended is the next increment")
     k.add_argument("--level", type=float, default=1.0, help="consumption scale (a different household)")
     k = kinds.add_parser("mnist", help="an MNIST drop folder (four IDX files)")
     k.add_argument("--train", type=int, default=6000, help="training images")
@@ -357,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="newest versions kept per partition (default: configs/ingest.yaml retention.tick_versions)")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("migrate", help="fold household power snapshots written before the growing series into it")
+    p.add_argument("dataset", choices=["household_power"])
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("rollback", help="move a model's champion alias back to previous_champion")
     p.add_argument("model", help="registered model name, e.g. household_power_lgbm")

@@ -83,6 +83,26 @@ class TabularDataset(Strict):
     split: TimeSplit = Field(default_factory=TimeSplit)
     lightgbm: LightGBMParams = Field(default_factory=LightGBMParams)
     seasonal_naive_lag_hours: int = Field(168, ge=1)
+    # the training window: the last N days of the series (warm-up, training, validation and test inside it);
+    # null trains on all of it
+    window_days: int | None = Field(365, ge=1)
+
+    @property
+    def warmup_hours(self) -> int:
+        return max(self.features.lags_hours + [self.seasonal_naive_lag_hours])
+
+    @property
+    def min_history_days(self) -> float:
+        """The shortest window training can use: warm-up, the minimum training days, validation and test."""
+        return self.warmup_hours / 24 + self.split.min_train_days + self.split.valid_days + self.split.test_days
+
+    @model_validator(mode="after")
+    def _window_holds_a_split(self):
+        if self.window_days is not None and self.window_days < self.min_history_days:
+            raise ValueError(f"window_days ({self.window_days}) must be at least the {self.min_history_days:g} days "
+                             f"training needs (warm-up {self.warmup_hours} h + split.min_train_days + "
+                             f"split.valid_days + split.test_days)")
+        return self
 
 
 class WorkloadConfig(Strict):

@@ -3,7 +3,7 @@
 ``retrain up`` starts the stack (MLflow server, Airflow api-server, scheduler, dag-processor, triggerer); the
 demo then generates sample data for all four datasets in their real formats and lands it. Nothing else is
 triggered by hand: ingest DAGs publish asset events, training DAGs run because of them, candidates reach the
-promotion DAGs, and decisions appear on the model versions in MLflow. A second batch of MNIST and power data
+promotion DAGs, and decisions appear on the model versions in MLflow. The next weeks of the same household's power readings and a second MNIST batch
 shows automatic retraining; a three-partition tick backfill shows the partition policy. The progress display
 is read from the Airflow REST API and MLflow, as a reviewer would see it in the two UIs.
 """
@@ -25,7 +25,17 @@ from retrain import promotion, samples, stack, storage
 from retrain.settings import get_settings
 
 # demo density: the whole chain settles in a few minutes on 2 cores
-POWER_ROWS = 45 * 1440
+POWER_DAYS = (45, 21)  # the first file, then the next three weeks of the same household
+
+
+def _power_continues() -> datetime:
+    """Where the household power series ends (its next reading), or the UCI file's first reading."""
+    from retrain import snapshots
+
+    head = snapshots.head("household_power")
+    if head is None or not head.manifest.get("series"):
+        return samples.POWER_START
+    return datetime.fromisoformat(head.manifest["time_range"][1]) + timedelta(minutes=1)
 MNIST = {"n_train": 3000, "n_test": 600}
 CIFAR10 = {"n_per_batch": 900, "n_batches": 2, "n_test": 300}
 TICKS_PER_DAY = 40_000
@@ -227,7 +237,7 @@ def print_summary(rows: list[dict], echo=_echo) -> None:
     echo(f"\n{'model':<22} {'cand.':>5} {'vers.':>5} {'champion':>8}  {'primary metric':<24} decision")
     for r in rows:
         value = f"{r['metric']} {r['value']:.4f}" if r["value"] is not None else f"{r['metric']} —"
-        echo(f"{r['model']:<22} {r['candidates']:>5} {r['versions']:>5} {str(r['champion'] or '—'):>8}  "
+        echo(f"{r['model']:<22} {r['candidates']:>5} {r['versions']:>5} {r['champion'] or '—'!s:>8}  "
              f"{value:<24} {r['decision']}")
         if r["reason"]:
             echo(f"{'':<22} why: {r['reason'][:150]}")
@@ -258,15 +268,19 @@ def run(*, exit_when_done: bool = False, timeout: float = 900.0, echo=_echo) -> 
     try:
         follow.prime()
         follow.say("1/3  first data for household power, MNIST and CIFAR-10")
-        land("household_power", samples.power(storage.join(batch, "power-1.txt"), rows=POWER_ROWS, seed=seed))
+        # one household's series: the first file continues whatever an earlier demo left, the second continues it
+        power_start = _power_continues()
+        land("household_power", samples.power(storage.join(batch, "power-1.txt"), days=POWER_DAYS[0],
+                                              start=power_start, seed=seed))
         land("mnist", samples.mnist(storage.join(batch, "mnist-1"), seed=seed, **MNIST))
         land("cifar10", samples.cifar10(storage.join(batch, "cifar10-1"), seed=seed, **CIFAR10))
         first = {m: follow.decided(m) + 1 for m in ("household_power_lgbm", "mnist_cnn", "cifar10_cnn")}
         follow.wait("first models decided", lambda: all(follow.decided(m) >= n for m, n in first.items()) or
                     bool(follow.failures), remaining())
 
-        follow.say("2/3  a second batch of household power and MNIST: both retrain by themselves")
-        land("household_power", samples.power(storage.join(batch, "power-2.txt"), rows=POWER_ROWS, seed=seed + 1))
+        follow.say("2/3  the next three weeks of household power and a second MNIST batch: both retrain by themselves")
+        land("household_power", samples.power(storage.join(batch, "power-2.txt"), days=POWER_DAYS[1], seed=seed,
+                                              start=power_start + timedelta(days=POWER_DAYS[0])))
         land("mnist", samples.mnist(storage.join(batch, "mnist-2"), seed=seed, offset=MNIST["n_train"], **MNIST))
         second = {m: follow.decided(m) + 1 for m in ("household_power_lgbm", "mnist_cnn")}
         follow.wait("retrained models decided", lambda: all(follow.decided(m) >= n for m, n in second.items()) or

@@ -63,12 +63,13 @@ def _instant(text: str) -> str:
 
 
 def data_order(manifest: Mapping[str, Any]) -> tuple:
-    """Sort key of a snapshot by the data's own time: the end (then start) of its ``time_range``, else its
-    partition key; then commit order (``sequence``, ``created_at``) and the version, for data with no time
-    axis and for ties."""
+    """Sort key of a snapshot by the data's own time: the end (then start, except in a growing series) of its
+    ``time_range``, else its partition key; then commit order (``sequence``, ``created_at``) and the version,
+    for data with no time axis and for ties."""
     time_range = manifest.get("time_range") or []
     end = _instant(time_range[-1]) if time_range else (manifest.get("partition") or "")
-    start = _instant(time_range[0]) if time_range else ""
+    # a growing series holds its parent's readings: the later commit of the same end is the newer
+    start = _instant(time_range[0]) if time_range and not manifest.get("series") else ""
     return (end, start, int(manifest.get("sequence") or 0), str(manifest.get("created_at") or ""),
             str(manifest.get("version") or ""))
 

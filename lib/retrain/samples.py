@@ -20,12 +20,23 @@ def _write_drop(target: str, files: dict[str, bytes]) -> str:
     return target
 
 
-def power(target: str, *, rows: int, start: datetime | None = None, seed: int = 0, level: float = 1.0) -> str:
-    """One UCI ``household_power_consumption.txt``-format file of ``rows`` one-minute readings."""
+POWER_START = datetime(2006, 12, 16, 17, 24)  # the first reading of the real UCI file
+
+
+def power(target: str, *, rows: int | None = None, days: float | None = None, start: datetime | None = None,
+          seed: int = 0, level: float = 1.0) -> str:
+    """One UCI ``household_power_consumption.txt``-format file: ``rows`` one-minute readings (or ``days`` of
+    them) from ``start``. ``seed`` and ``level`` are the household; files with consecutive ``start``s are
+    consecutive increments of its one series (each file's own noise follows from the household and its start,
+    so the same arguments always give the same bytes)."""
     from retrain.data.power import generate_power
 
-    kwargs = {"start": start} if start is not None else {}
-    storage.write_bytes(target, generate_power(rows, seed=seed, level=level, **kwargs))
+    if (rows is None) == (days is None):
+        raise ValueError("give exactly one of rows and days")
+    start = start or POWER_START
+    rows = int(rows if rows is not None else round(days * 1440))
+    noise = seed * 1_000_003 + int((start - POWER_START).total_seconds() // 60)
+    storage.write_bytes(target, generate_power(rows, start=start, seed=abs(noise), level=level))
     return target
 
 

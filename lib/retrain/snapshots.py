@@ -9,6 +9,13 @@ version=<version>/``, plus ``date=…/current.json`` naming the partition's curr
 commits a new version folder, then moves the pointer (one atomic write, or one PUT), so an event, a training
 window or a reader that names a version always finds exactly that build, and the old build stays readable
 until an explicit :func:`retrain.ingest.ticks.gc` removes it.
+
+Growing datasets (power, images) are *manifests over shards*: immutable, content-addressed data files under
+``curated/<dataset>/shards/…``, shared by every snapshot that holds them. Snapshot N+1's manifest lists
+snapshot N's shards plus the shards its arrival added (nothing is copied); its ``files`` paths are relative
+to the dataset's folder (``"layout": "shards"``). ``curated/<dataset>/head.json`` names the newest snapshot,
+so an ingest reads one manifest, not the history. Snapshots written before shards (one folder holding its
+data files) stay readable as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from retrain import storage
 from retrain.assets import EVENT_SCHEMA_VERSION, data_asset
@@ -26,6 +34,9 @@ from retrain.settings import get_settings
 
 MANIFEST = "manifest.json"
 POINTER = "current.json"  # inside a partition's folder: which committed version is current
+HEAD = "head.json"  # inside a growing dataset's folder: its newest snapshot
+SHARDS = "shards"  # inside a growing dataset's folder: the immutable data files its snapshots list
+SHARDED = "shards"  # the manifest's "layout" for a snapshot whose files are shards
 
 
 @dataclass(frozen=True)
@@ -49,8 +60,18 @@ class Snapshot:
     def partition(self) -> str | None:
         return self.manifest.get("partition")
 
+    @property
+    def sharded(self) -> bool:
+        return self.manifest.get("layout") == SHARDED
+
     def file(self, name: str) -> str:
-        return storage.join(self.location, name)
+        """Where a file the manifest lists lives: shards relative to the dataset's folder, the data files of
+        an older (unsharded) snapshot inside its own folder."""
+        return storage.join(storage.parent(self.location) if self.sharded else self.location, name)
+
+    def entries(self, **match: Any) -> list[dict]:
+        """The manifest's file entries whose fields equal ``match`` (all of them without a filter)."""
+        return [f for f in self.manifest["files"] if all(f.get(k) == v for k, v in match.items())]
 
     @property
     def files(self) -> list[str]:
@@ -67,6 +88,22 @@ class Snapshot:
             "rows": self.rows,
             "partition": self.partition,
             "source_files": [s["name"] for s in self.manifest.get("source_files", [])],
+            **self._growth(),
+        }
+
+    def _growth(self) -> dict:
+        """For a growing series: what the arrival added and what the snapshot holds (the full lists of
+        corrected readings stay in the manifest)."""
+        m = self.manifest
+        if not m.get("series"):
+            return {}
+        arrival = m.get("arrival") or {}
+        return {
+            "time_range": m.get("time_range"),
+            "parent": m.get("parent"),
+            "gaps": m.get("gaps", [])[:20],
+            "arrival": {k: arrival[k] for k in ("file", "rows", "rows_added", "rows_corrected", "time_range",
+                                                "months", "gaps_opened") if k in arrival},
         }
 
 
@@ -224,6 +261,55 @@ def commit(
     if partition:
         set_current(snapshot)
     return snapshot
+
+
+# --- growing datasets: shards and the head pointer --------------------------------------------------------
+
+def dataset_root(dataset: str) -> str:
+    return get_settings().curated(data_asset(dataset).name)
+
+
+def head(dataset: str) -> Snapshot | None:
+    """The newest snapshot of a growing dataset (what its next arrival extends), or None before the first."""
+    pointer = storage.join(dataset_root(dataset), HEAD)
+    if not storage.exists(pointer):
+        return None
+    return load(dataset, json.loads(storage.read_text(pointer))["version"])
+
+
+def write_shard(dataset: str, folder: str, suffix: str, data: bytes, **fields: Any) -> dict:
+    """Write one immutable shard named by its content (``shards/<folder>/<sha256[:16]><suffix>``) and return
+    its manifest entry. A shard already there is not written again (a retry, or the same bytes in another
+    drop), so shards are never rewritten and never change."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = "/".join([SHARDS, folder.strip("/"), f"{digest[:16]}{suffix}"]) if folder else f"{SHARDS}/{digest[:16]}{suffix}"
+    location = storage.join(dataset_root(dataset), path)
+    if not storage.exists(location) or storage.size(location) != len(data):
+        storage.write_bytes(location, data)
+    return {"path": path, "sha256": digest, "bytes": len(data), **fields}
+
+
+def commit_growing(dataset: str, version: str, files: list[dict], *, parent: Snapshot | None, rows: int,
+                   source_files: list[dict], produced_by: dict, extra: dict, schema_version: int = 1) -> Snapshot:
+    """Commit a snapshot of a growing dataset whose shards are already written: only its manifest is new.
+    Its ``sequence`` follows its parent's, and it becomes the dataset's head once committed (a crash in
+    between leaves the parent as head and a retry finishes the job). Call it holding the dataset's lock."""
+    existing = load(dataset, version)
+    if existing is None:
+        existing = commit(
+            dataset, version, lambda _folder: files, rows=rows, source_files=source_files, produced_by=produced_by,
+            schema_version=schema_version,
+            extra={"layout": SHARDED, "parent": parent.version if parent else None,
+                   "sequence": (int(parent.manifest.get("sequence") or 0) + 1) if parent else 1, **extra},
+        )
+    current = head(dataset)
+    if current is not None and int(current.manifest.get("sequence") or 0) > int(existing.manifest.get("sequence") or 0):
+        return existing  # never move the head back
+    storage.write_text(storage.join(dataset_root(dataset), HEAD), json.dumps({
+        "version": existing.version, "sha256": existing.sha256, "sequence": existing.manifest.get("sequence"),
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=2, sort_keys=True))
+    return existing
 
 
 def add_source_file(snapshot: Snapshot, source: dict) -> Snapshot:

@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from retrain import storage
 from retrain.settings import get_settings
 
@@ -137,7 +136,7 @@ def test_relanding_the_same_file_emits_no_second_event(first_chain, dags, power_
     run = dags.get_dag("ingest_power").test()
     assert _states(run)["ingest[0]"] == "skipped"
     assert len(asset_events("household_power")) == before
-    versions = [p.name for p in Path(get_settings().curated("household_power")).iterdir() if not p.name.startswith(".")]
+    versions = [p.name for p in Path(get_settings().curated("household_power")).glob("version=*")]
     assert versions == [f"version={first_chain['data_event']['extra']['version']}"]
 
 

@@ -21,7 +21,6 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-
 from retrain.stack import AirflowApi
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -50,7 +49,6 @@ def _committed_at(manifest: dict) -> float:
 
 def test_data_landed_while_paused_is_trained_within_f_once_unpaused(stack, tmp_path, fault_report):
     import mlflow
-
     from retrain import config
     from retrain.data.power import generate_power
 
@@ -72,7 +70,9 @@ def test_data_landed_while_paused_is_trained_within_f_once_unpaused(stack, tmp_p
         assert time.monotonic() < deadline, f"ingest committed only {sorted(_manifests(home))}"
         time.sleep(2)
     manifests = _manifests(home)
-    june = manifests["june.txt"]
+    # one growing series: the snapshot committed last holds all three months, whichever order they came in
+    june = max(manifests.values(), key=lambda m: m["sequence"])
+    assert june["rows"] == 111 * 1440 and _data_end(june).startswith("2026-07-10")  # May and June overlap 9 days
     time.sleep(max(0.0, _committed_at(june) + 15 - time.time()))
     api.request("PATCH", "dags/tabular_ml_training", {"is_paused": False})
 
@@ -95,8 +95,8 @@ def test_data_landed_while_paused_is_trained_within_f_once_unpaused(stack, tmp_p
                  files_lost=0, double_champions="-", lost_champion_events="-",
                  worst_lag_s=round(run.info.end_time / 1000 - _committed_at(june)))
     assert run.info.end_time / 1000 <= deadline, f"trained {run.info.end_time / 1000 - _committed_at(june):.0f} s after the commit"
-    assert set(run.data.tags["data.superseded"].split(",")) == {manifests["march.txt"]["version"],
-                                                                 manifests["may.txt"]["version"]}
+    assert set(run.data.tags["data.superseded"].split(",")) == {m["version"] for m in manifests.values()
+                                                                 if m is not june}
 
     # the reconcile acted, said so, and triggered exactly one run, with the snapshot's run id
     runs = api.runs("tabular_ml_training")
@@ -168,7 +168,8 @@ def _coverage(stack, manifests: dict[str, dict]) -> dict[str, str]:
             continue
         for v, run in trained.items():
             if version in run.data.tags.get("data.superseded", "").split(",") and v in by_version:
-                assert _data_end(by_version[v]) > _data_end(manifest), f"{version} superseded by older {v}"
+                assert (_data_end(by_version[v]), by_version[v]["sequence"]) > (_data_end(manifest), manifest["sequence"]), \
+                    f"{version} superseded by older {v}"
                 covered[version] = f"superseded by trained {v} (its run's data.superseded)"
         entry = _ledger(stack["home"], version)
         if version not in covered and entry.get("action") == "superseded":
@@ -196,8 +197,10 @@ def _burst(stack, count: int, first: datetime, round_: int, fault_report) -> Non
     files = dict(rng.sample(list(zip(names, months)), len(months)))
     _land(stack["home"], files)
     manifests = _wait_for_manifests(stack["home"], files)
-    newest = max(manifests.values(), key=_data_end)
-    assert newest["source_files"][0]["name"] == names[-1]
+    # one growing series: the snapshot committed last holds every month
+    newest = max(manifests.values(), key=lambda m: m["sequence"])
+    assert newest["rows"] == count * DAYS * 1440 - (count - 1) * 10 * 1440  # 40-day files 30 days apart
+    assert _data_end(newest) == max(_data_end(m) for m in manifests.values())
     commits = sorted(_committed_at(m) for m in manifests.values())
     print(f"\n{count} snapshots committed within {commits[-1] - commits[0]:.1f} s")
 
@@ -236,7 +239,7 @@ def _burst(stack, count: int, first: datetime, round_: int, fault_report) -> Non
     assert len(covered) == len(manifests), \
         f"not covered: {sorted({m['version'] for m in manifests.values()} - set(covered))}"
     assert set(files) <= archived  # every landed file is kept
-    for name, manifest in sorted(manifests.items(), key=lambda item: _data_end(item[1])):
+    for name, manifest in sorted(manifests.items(), key=lambda item: item[1]["sequence"]):
         print(f"  {_data_end(manifest)[:10]}  {manifest['version']}  {covered[manifest['version']]}")
 
     # nothing trained twice, and the reconcile asked for each snapshot at most once

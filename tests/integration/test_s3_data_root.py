@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from retrain import storage
 from retrain.settings import get_settings
 
@@ -154,7 +153,11 @@ def test_power_file_lands_is_snapshotted_archived_gated_and_trained_on_s3(s3_env
     _land(tmp_path, "household_power", "same-again.txt", power_file)
     assert power.ingest_file("same-again.txt", "run-s3-2").status == "duplicate"
     assert power.ingest_file("household_power_consumption.txt", "run-s3").status == "resumed"
-    assert storage.listdir(get_settings().curated("household_power")) == [f"version={version}"]
+    assert storage.listdir(get_settings().curated("household_power")) == ["head.json", "shards", f"version={version}"]
+    # the snapshot on S3 is a manifest over month shards, each read back against its sha256
+    snapshot = snapshots.from_uri(extra["uri"])
+    assert snapshot.sharded and [e["month"] for e in snapshot.manifest["files"]] == ["2006-12", "2007-01"]
+    snapshots.verify(snapshot, extra["sha256"])
 
 
 def test_an_unparseable_file_is_quarantined_on_s3_with_a_reason(s3_env, tmp_path):
@@ -173,9 +176,8 @@ def test_an_unparseable_file_is_quarantined_on_s3_with_a_reason(s3_env, tmp_path
 
 
 def test_a_claim_interrupted_after_its_copy_is_finished_by_the_retry(s3_env, tmp_path, monkeypatch):
-    from retrain.ingest import power
-
     from retrain.data.power import generate_power
+    from retrain.ingest import power
 
     _land(tmp_path, "household_power", "p.txt", generate_power(2000, seed=5))
     store = storage._store()
@@ -289,7 +291,6 @@ def test_the_sqs_watcher_trigger_fires_with_the_message_batch(s3_env, tmp_path):
 def sqs_dags(s3_env, airflow_db, tmp_path, monkeypatch):
     """The DAG folder parsed in the sqs profile, with a sweep that takes objects of any age."""
     import yaml
-
     from retrain import config
 
     configs = tmp_path / "configs"
@@ -326,9 +327,8 @@ def _stray_arrivals_event(bodies: list[str]) -> None:
     from airflow.assets.manager import asset_manager
     from airflow.models.asset import AssetModel
     from airflow.utils.session import create_session
-    from sqlalchemy import select
-
     from retrain import orchestration
+    from sqlalchemy import select
 
     asset = orchestration.arrivals_asset()
     batch = [{"MessageId": str(i), "ReceiptHandle": "r", "Body": body} for i, body in enumerate(bodies)]
@@ -375,7 +375,6 @@ def test_the_dag_processor_keeps_the_sqs_watcher_of_route_arrivals(sqs_dags):
     added without it)."""
     from airflow.dag_processing.collection import AssetModelOperation
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
-
     from retrain import orchestration
 
     router = sqs_dags.get_dag("route_arrivals")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from retrain import snapshots, storage
 from retrain.data import power
 from retrain.errors import DataFormatError, LandingPathError, SnapshotError
@@ -17,7 +16,8 @@ from retrain.ingest import power as ingest
 from retrain.settings import get_settings
 
 DATASET = "household_power"
-EVENT_KEYS = {"schema", "dataset", "uri", "version", "sha256", "rows", "partition", "source_files"}
+EVENT_KEYS = {"schema", "dataset", "uri", "version", "sha256", "rows", "partition", "source_files",
+              "time_range", "parent", "gaps", "arrival"}
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _write(folder: Path, name: str, data: bytes) -> str:
 
 def _versions(data: Path) -> list[str]:
     folder = data / "curated" / DATASET
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(("shards", "head"))) if folder.is_dir() else []
 
 
 def test_land_then_ingest_commits_a_snapshot_and_archives_the_file(home, tmp_path, sample_bytes):
@@ -53,12 +53,14 @@ def test_land_then_ingest_commits_a_snapshot_and_archives_the_file(home, tmp_pat
 
     assert result.status == "ingested" and result.emits_event
     version = result.snapshot.version
-    assert version == ingest.version_for(sample_bytes)
+    assert version == ingest.version_for(None, sample_bytes)
     folder = home / "curated" / DATASET / f"version={version}"
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "part-0.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"], "a snapshot is a manifest over shards"
     assert _versions(home) == [f"version={version}"], "no staging folder left behind"
+    shard = home / "curated" / DATASET / result.snapshot.files[0]
+    assert shard.parent.name == "month=2006-12" and shard.name == f"{storage.sha256(str(shard))[:16]}.parquet"
 
-    table = pq.read_table(folder / "part-0.parquet")
+    table = pq.read_table(shard)
     assert table.column_names == power.COLUMNS
     assert table.num_rows == 2000
     # parquet has no second-resolution timestamps: the snapshot holds the same instants (as ms)
@@ -81,6 +83,9 @@ def test_land_then_ingest_commits_a_snapshot_and_archives_the_file(home, tmp_pat
     assert extra["rows"] == 2000
     assert extra["partition"] is None
     assert extra["source_files"] == ["power_2026-01-01.txt"]
+    assert extra["time_range"] == ["2006-12-16 17:24:00", "2006-12-18 02:43:00"] and extra["parent"] is None
+    assert extra["arrival"]["rows_added"] == 2000 and extra["arrival"]["rows_corrected"] == 0
+    assert extra["gaps"] == []
     json.dumps(extra)  # an asset-event extra must be JSON
 
     # the landed file left landing by rename, byte for byte, into the archive
@@ -149,7 +154,7 @@ def test_retry_before_commit_ingests(home, tmp_path, sample_bytes, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(snapshots, "write_parquet", crash)
+    monkeypatch.setattr(snapshots, "write_shard", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         ingest.ingest_file("power.txt", "run_1")
     monkeypatch.undo()
@@ -286,24 +291,24 @@ def test_verify_accepts_an_untouched_snapshot(committed):
 
 
 def test_verify_rejects_a_tampered_parquet_file(committed):
-    part = Path(committed.file("part-0.parquet"))
+    part = Path(committed.file(committed.files[0]))
     data = bytearray(part.read_bytes())
     data[len(data) // 2] ^= 0xFF
     part.write_bytes(bytes(data))
     with pytest.raises(SnapshotError, match="sha256 must match the manifest") as info:
         snapshots.verify(committed)
-    assert "part-0.parquet" in str(info.value)
+    assert committed.files[0] in str(info.value)
 
 
 def test_verify_rejects_a_rewritten_parquet_file_with_the_same_rows(committed):
-    part = Path(committed.file("part-0.parquet"))
+    part = Path(committed.file(committed.files[0]))
     pq.write_table(pq.read_table(part), part, compression="snappy")
     with pytest.raises(SnapshotError, match="sha256 must match the manifest"):
         snapshots.verify(committed)
 
 
 def test_verify_rejects_a_missing_data_file(committed):
-    Path(committed.file("part-0.parquet")).unlink()
+    Path(committed.file(committed.files[0])).unlink()
     with pytest.raises(SnapshotError, match="missing"):
         snapshots.verify(committed)
 
@@ -315,7 +320,7 @@ def test_verify_rejects_a_different_expected_sha256(committed):
 
 
 def test_from_uri_without_manifest_is_an_error(home, committed):
-    Path(committed.file("manifest.json")).unlink()
+    (Path(committed.location) / "manifest.json").unlink()
     with pytest.raises(SnapshotError, match="no committed snapshot"):
         snapshots.from_uri(committed.event_extra()["uri"])
     assert snapshots.load(DATASET, committed.version) is None
@@ -351,8 +356,8 @@ def test_same_content_under_two_names_at_once_is_one_snapshot_naming_both(home, 
 
     landing.land(DATASET, _write(tmp_path, "meter-a.txt", sample_bytes))
     landing.land(DATASET, _write(tmp_path, "meter-b.txt", sample_bytes))
-    version = ingest.version_for(sample_bytes)
-    with locks.named_lock(f"snapshot.{DATASET}.{version}"):
+    version = ingest.version_for(None, sample_bytes)
+    with locks.named_lock(f"snapshot.{DATASET}"):
         processes = [subprocess.Popen([sys.executable, "-c", INGEST, name, "one_run"], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, env=dict(os.environ))
                      for name in ("meter-a.txt", "meter-b.txt")]

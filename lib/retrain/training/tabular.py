@@ -71,9 +71,88 @@ class Split:
         }
 
 
+# --- the training window: read only what it needs ----------------------------------------------------------
+
+def _stamp(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text)
+
+
+def window(snapshot: snapshots.Snapshot, cfg: TabularDataset) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[start, end]`` of the training window: the last ``window_days`` of the series (all of it when null)."""
+    first, last = (_stamp(t) for t in snapshot.manifest["time_range"])
+    if cfg.window_days is None:
+        return first, last
+    return max(first, last - pd.Timedelta(days=cfg.window_days) + pd.Timedelta(minutes=1)), last
+
+
+def read_range(snapshot: snapshots.Snapshot, start: pd.Timestamp, end: pd.Timestamp,
+               columns: list[str] | None = None) -> pa.Table:
+    """The snapshot's readings in ``[start, end]``: only the shards (months) that overlap it are opened, only
+    ``columns`` are read, and row groups outside it are skipped by their statistics."""
+    import pyarrow.parquet as pq
+
+    from retrain.data import power
+
+    entries = snapshot.manifest["files"]
+    if snapshot.sharded:
+        entries = [e for e in entries if _stamp(e["time_range"][0]) <= end and _stamp(e["time_range"][1]) >= start]
+    bounds = [("timestamp", ">=", start.to_pydatetime()), ("timestamp", "<=", end.to_pydatetime())]
+    schema = power.SCHEMA if columns is None else pa.schema([power.SCHEMA.field(c) for c in columns])
+    tables = []
+    for entry in entries:
+        with storage.local_path(snapshot.file(entry["path"])) as path:
+            tables.append(pq.read_table(path, columns=columns, filters=bounds).cast(schema))
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables).sort_by("timestamp") if len(tables) > 1 else tables[0]
+
+
+def gate_table(snapshot: snapshots.Snapshot, cfg: TabularDataset) -> tuple[pa.Table, pd.Timestamp, pd.Timestamp]:
+    """What the quality gate validates: the readings the snapshot's arrival added or corrected (wherever
+    they lie) plus the training window, each reading once; and the window's bounds."""
+    start, end = window(snapshot, cfg)
+    arrival = snapshot.manifest.get("arrival") or {}
+    ranges = [(start, end)]
+    if arrival.get("time_range"):
+        first, last = (_stamp(t) for t in arrival["time_range"])
+        if last < start:  # a correction of older readings: validate it too
+            ranges.insert(0, (first, min(last, start - pd.Timedelta(minutes=1))))
+        elif first < start:
+            ranges = [(first, end)]
+    parts = [read_range(snapshot, a, b) for a, b in ranges]
+    return (pa.concat_tables(parts) if len(parts) > 1 else parts[0]), start, end
+
+
+def training_columns(cfg: TabularDataset) -> list[str]:
+    return list(dict.fromkeys(["timestamp", cfg.features.target, *EXOGENOUS]))
+
+
+def history_days(table: pa.Table, target: str) -> float:
+    """Days of the series with readings: hours holding at least one reading of ``target``, over 24."""
+    import pyarrow.compute as pc
+
+    present = table.filter(pc.is_valid(table[target]))["timestamp"]
+    hours = pc.count_distinct(pc.floor_temporal(present, unit="hour")).as_py() if len(present) else 0
+    return hours / 24
+
+
+def check_history(table: pa.Table, cfg: TabularDataset, *, dataset: str, version: str,
+                  start: pd.Timestamp, end: pd.Timestamp) -> float:
+    """The window must hold the days training needs; DataQualityError naming the minimum otherwise."""
+    days = history_days(table, cfg.features.target)
+    if days < cfg.min_history_days:
+        raise DataQualityError(dataset, version, [{
+            "expectation": "training_window", "column": "timestamp",
+            "rule": f"the training window must hold at least {cfg.min_history_days:g} days of readings "
+                    f"(warm-up {cfg.warmup_hours} h + {cfg.split.min_train_days} training + {cfg.split.valid_days} "
+                    f"validation + {cfg.split.test_days} test days; window_days={cfg.window_days})",
+            "observed": f"{days:.1f} days of readings from {start} to {end}"}])
+    return days
+
+
 def time_split(features: pd.DataFrame, cfg: TabularDataset, *, dataset: str, version: str) -> Split:
     """Train, then validation, then test, in time order; warm-up hours without full lags are dropped."""
-    warmup = max(cfg.features.lags_hours + [cfg.seasonal_naive_lag_hours])
+    warmup = cfg.warmup_hours
     usable = features.iloc[warmup:].dropna(subset=["target"])
     if usable.empty:
         raise DataQualityError(dataset, version, [{"expectation": "time_split", "column": "timestamp",
@@ -102,14 +181,17 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 def prepare(snapshot: snapshots.Snapshot, cfg: TabularDataset, work: str) -> dict:
     """Snapshot -> train/valid/test feature files in ``work``. Returns a summary for the next steps."""
     started = time.perf_counter()
-    table = snapshots.read_parquet(snapshot)
+    start, end = window(snapshot, cfg)
+    table = read_range(snapshot, start, end, training_columns(cfg))
+    rows = table.num_rows
     hours = hourly(table, cfg.features.target, cfg.features.max_missing_fraction_per_hour)
     del table
     features = build_features(hours, cfg)
     split = time_split(features, cfg, dataset=snapshot.dataset, version=snapshot.version)
     for name, part in (("train", split.train), ("valid", split.valid), ("test", split.test)):
         _write_frame(part, storage.join(work, f"{name}.parquet"))
-    summary = {"split": split.describe(), "features": feature_columns(split.train),
+    summary = {"window": {"days": cfg.window_days, "start": str(start), "end": str(end), "readings": rows},
+               "split": split.describe(), "features": feature_columns(split.train),
                "hours": len(hours), "seconds": round(time.perf_counter() - started, 3)}
     storage.write_text(storage.join(work, "prepare.json"), json.dumps(summary, indent=2))
     return summary
@@ -195,7 +277,7 @@ def evaluate(cfg: TabularDataset, work: str) -> dict:
         "baseline_seasonal_naive_rmse": baseline["rmse"],
         "baseline_seasonal_naive_mae": baseline["mae"],
         "test_rmse_skill_vs_baseline": 1.0 - model_metrics["rmse"] / baseline["rmse"] if baseline["rmse"] else 0.0,
-        "test_examples": int(len(test)),
+        "test_examples": len(test),
     }
     predictions = pd.DataFrame({"timestamp": test.index, "actual": actual, "predicted": predicted,
                                 "seasonal_naive": test["seasonal_naive"].to_numpy()})

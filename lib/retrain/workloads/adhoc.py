@@ -233,7 +233,9 @@ def gate(plan: Mapping[str, Any], work: str) -> dict:
 
     if plan["kind"] == "timeseries":
         return timeseries.gate(plan["window"], work)
-    return (images if plan["kind"] == "image" else tabular).gate(plan["event"], work)
+    if plan["kind"] == "tabular":  # the training window and its minimum follow the run's overrides
+        return tabular.gate(plan["event"], work, _config(plan))
+    return images.gate(plan["event"], work)
 
 
 def train(plan: Mapping[str, Any], work: str) -> dict:

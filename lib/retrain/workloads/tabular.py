@@ -28,16 +28,22 @@ def dataset_config(dataset: str) -> config.TabularDataset:
     return config.dataset_settings(WORKLOAD, dataset)
 
 
-def gate(event: Mapping[str, Any], work: str) -> dict:
-    """Validate exactly the snapshot the event names; raise DataQualityError (no retry) when it fails."""
+def gate(event: Mapping[str, Any], work: str, cfg: config.TabularDataset | None = None) -> dict:
+    """Validate the snapshot the event names: what its arrival added plus the training window (raise
+    DataQualityError, never retried, when a rule fails or the window is shorter than training needs)."""
     dataset = event.get("dataset", "household_power")
     extra = check_data_event(event, dataset)
     snapshot = snapshots.from_uri(extra["uri"])
     snapshots.verify(snapshot, extra["sha256"])
-    frame = QUALITY_FRAMES[dataset](snapshots.read_parquet(snapshot))
+    cfg = cfg or dataset_config(dataset)
+    table, start, end = _tabular().gate_table(snapshot, cfg)
+    frame = QUALITY_FRAMES[dataset](table)
     report = quality.validate(dataset, frame, version=snapshot.version, report_dir=storage.join(work, "quality"))
     quality.enforce(report)
-    return report.summary()
+    window = _tabular().read_range(snapshot, start, end, ["timestamp", cfg.features.target])
+    days = _tabular().check_history(window, cfg, dataset=dataset, version=snapshot.version, start=start, end=end)
+    return report.summary() | {"validated_rows": table.num_rows, "window_start": str(start), "window_end": str(end),
+                               "window_days_of_readings": round(days, 2)}
 
 
 def prepare(event: Mapping[str, Any], work: str) -> dict:

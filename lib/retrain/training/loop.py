@@ -8,11 +8,16 @@ No Airflow and no MLflow here: ``fit`` reports each epoch through ``on_epoch_end
   algorithms are switched on for the duration of the fit, so the same seed gives the same weights.
 - On CUDA only: mixed precision (``torch.autocast`` float16 + ``GradScaler``), pinned host memory for
   ``DataLoader`` input, cuDNN autotuning.
-- Data: a ``TensorDataset`` of uint8 images ``[N, C, H, W]`` and int64 labels (see :func:`image_dataset`)
-  takes the fast path: whole batches are gathered with one index operation (on the GPU the tensors are
-  moved there once), instead of per-sample ``__getitem__`` and collation. Any other ``Dataset`` goes
-  through a ``DataLoader``. uint8 images are scaled to [0, 1] per batch on the device; the models
-  normalise their own input.
+- Data (see :func:`image_dataset`): in-memory uint8 images become a ``TensorDataset`` of ``[N, C, H, W]``
+  and int64 labels, which takes the fast path: whole batches are gathered with one index operation (on the
+  GPU the tensors are moved there once), instead of per-sample ``__getitem__`` and collation. Images
+  memory-mapped across shards (:class:`retrain.data.images.ShardedArray`), or a subset of rows of any
+  images, become an :class:`ImageBatches`: each batch is gathered from the maps on the host (one
+  contiguous uint8 copy of just that batch; pinned, then moved, on CUDA), so a split is never loaded or
+  copied whole; with ``num_workers`` the gathering moves into ``DataLoader`` workers. Both shuffle with the
+  same ``torch.randperm``, so the same seed gives the same batches. Any other ``Dataset`` goes through a
+  ``DataLoader``. uint8 images are scaled to [0, 1] per batch on the device; the models normalise their
+  own input.
 - Augmentation (``augment=True``, for CIFAR-10): random crop with 4 pixels of zero padding and a random
   horizontal flip, done batch-wise on the device with one gather.
 - Checkpoint: ``checkpoint_dir/last.pt`` after every epoch (model, optimizer, scaler, epoch, best state,
@@ -93,12 +98,54 @@ def pick_device(preference: str = "auto") -> torch.device:
 # data
 
 
-def image_dataset(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
-    """uint8 images ``[N, H, W]`` (grey) or ``[N, H, W, C]`` and labels ``[N]`` as a TensorDataset of uint8
-    ``[N, C, H, W]`` and int64 labels, the layout :func:`fit` and :func:`evaluate` take."""
-    images = np.asarray(images)
+def _check_images(images) -> None:
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(f"images must be uint8 [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
+
+
+def _channels_first(x: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(x)
+    return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+
+
+class ImageBatches(Dataset):
+    """uint8 images ``[N, H, W]`` / ``[N, H, W, C]`` (an array, a memory map, or a
+    :class:`~retrain.data.images.ShardedArray`) and labels ``[N]``, optionally only the rows at ``rows`` (in
+    that order), served a batch at a time: :meth:`batch` gathers just the batch's rows from the images
+    (``take`` on a sharded array, fancy indexing otherwise) into uint8 ``[B, C, H, W]`` and int64 ``[B]``.
+    ``ds[i]`` is one sample, ``ds[positions]`` a batch (what a ``DataLoader`` worker calls)."""
+
+    def __init__(self, images, labels, rows: np.ndarray | None = None):
+        _check_images(images)
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels) if self.rows is None else len(self.rows)
+
+    def batch(self, positions: slice | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        index = positions if self.rows is None else self.rows[positions]
+        x = np.ascontiguousarray(self.images[index])  # a slice or a gather: a copy of just these rows
+        return _channels_first(x), torch.from_numpy(self.labels[index].copy())
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            x, y = self.batch(np.array([index], dtype=np.int64))
+            return x[0], y[0]
+        return self.batch(np.asarray(index, dtype=np.int64))
+
+
+def image_dataset(images, labels: np.ndarray, rows: np.ndarray | None = None) -> TensorDataset | ImageBatches:
+    """uint8 images ``[N, H, W]`` (grey) or ``[N, H, W, C]`` and labels ``[N]`` in the layout :func:`fit` and
+    :func:`evaluate` take: a TensorDataset of uint8 ``[N, C, H, W]`` and int64 labels for a whole in-memory
+    array; an :class:`ImageBatches` (gathered a batch at a time, nothing copied up front) for memory-mapped or
+    sharded images, or for a subset ``rows`` of any images (a training/validation split by index)."""
+    if rows is not None or not isinstance(images, np.ndarray) or isinstance(images, np.memmap):
+        return ImageBatches(images, labels, rows)
+    _check_images(images)
     x = torch.from_numpy(images if images.flags.writeable else images.copy())
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64).copy())
@@ -117,6 +164,7 @@ class _Feed:
     def __init__(self, ds: Dataset, batch_size: int, device: torch.device, num_workers: int):
         self.ds, self.batch_size, self.device, self.num_workers = ds, batch_size, device, num_workers
         self.fast = isinstance(ds, TensorDataset) and num_workers == 0
+        self.batched = isinstance(ds, ImageBatches)
         if self.fast:
             # MNIST and CIFAR-10 are a few hundred MB at most as uint8: keep them where the model is.
             self.x, self.y = (t.to(device) for t in ds.tensors[:2])
@@ -136,6 +184,9 @@ class _Feed:
                     index = order[start : start + self.batch_size]
                     yield self.x.index_select(0, index), self.y.index_select(0, index)
             return
+        if self.batched:
+            yield from self._batches(generator)
+            return
         loader = DataLoader(
             self.ds,
             batch_size=self.batch_size,
@@ -145,6 +196,24 @@ class _Feed:
             pin_memory=self.device.type == "cuda",
         )
         for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _batches(self, generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """An :class:`ImageBatches` pass: the order the fast path would take, each batch gathered on the host."""
+        n = len(self.ds)
+        order = None if generator is None else torch.randperm(n, generator=generator).numpy()
+        starts = range(0, n, self.batch_size)
+        cuda = self.device.type == "cuda"
+        if self.num_workers:  # each worker maps the shards itself (a ShardedArray pickles as its paths)
+            order = np.arange(n) if order is None else order
+            batches = DataLoader(self.ds, batch_size=None, sampler=[order[s : s + self.batch_size] for s in starts],
+                                 num_workers=self.num_workers, pin_memory=cuda)
+        else:
+            batches = (self.ds.batch(slice(s, s + self.batch_size) if order is None else order[s : s + self.batch_size])
+                       for s in starts)
+        for x, y in batches:
+            if cuda and not x.is_pinned():
+                x, y = x.pin_memory(), y.pin_memory()
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 

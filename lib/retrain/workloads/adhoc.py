@@ -182,6 +182,9 @@ def _snapshot(dataset: str, version: str | None):
             raise SnapshotError(f"{dataset}: no committed snapshot with version {version!r} "
                                 f"(newest: {[s.version for s in committed(dataset)[-3:]]})")
         return snapshot
+    head = snapshots.head(dataset)  # a growing dataset's newest snapshot holds everything before it
+    if head is not None:
+        return head
     available = committed(dataset)
     if not available:
         raise SnapshotError(f"{dataset}: no committed snapshot to train on")

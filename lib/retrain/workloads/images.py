@@ -38,9 +38,10 @@ def loop_config(dataset: str, overrides: Mapping[str, Any] | None = None) -> con
 
 
 def _splits(event: Mapping[str, Any]):
-    from retrain.ingest import images
+    """The splits of the snapshot the event names, memory-mapped shard by shard (never concatenated)."""
+    from retrain.data import images
 
-    return images.load_splits(snapshots.from_uri(event["uri"]))
+    return images.open_splits(snapshots.from_uri(event["uri"]))
 
 
 def gate(event: Mapping[str, Any], work: str) -> dict:
@@ -51,9 +52,7 @@ def gate(event: Mapping[str, Any], work: str) -> dict:
     extra = check_data_event(event, dataset)
     snapshot = snapshots.from_uri(extra["uri"])
     snapshots.verify(snapshot, extra["sha256"])
-    from retrain.ingest import images as ingest_images
-
-    frame = images.stats_frame(ingest_images.load_splits(snapshot))
+    frame = images.stats_frame(images.open_splits(snapshot))  # pixel statistics block by block
     report = quality.validate(dataset, frame, version=snapshot.version, report_dir=storage.join(work, "quality"))
     quality.enforce(report)
     return report.summary()
@@ -69,11 +68,11 @@ def build_model(dataset: str):
     return Cifar10CNN()
 
 
-def _train_val(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
-    order = np.random.default_rng(seed).permutation(len(labels))
-    n_val = max(1, int(round(len(labels) * fraction)))
-    val, train = order[:n_val], order[n_val:]
-    return (images[train], labels[train]), (images[val], labels[val])
+def _train_val(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) of a split of ``n`` images: indices, so neither subset is copied."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    return order[n_val:], order[:n_val]
 
 
 def train(event: Mapping[str, Any], work: str, overrides: Mapping[str, Any] | None = None) -> dict:
@@ -85,18 +84,19 @@ def train(event: Mapping[str, Any], work: str, overrides: Mapping[str, Any] | No
     dataset = event["dataset"]
     ds_cfg = dataset_config(dataset)
     cfg = loop_config(dataset, overrides)
-    splits = _splits(event)
-    (train_x, train_y), (val_x, val_y) = _train_val(*splits["train"], ds_cfg.validation_fraction, cfg.seed)
+    split = _splits(event)["train"]
+    train_rows, val_rows = _train_val(len(split), ds_cfg.validation_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
     model = build_model(dataset)
-    history = loop.fit(model, loop.image_dataset(train_x, train_y), loop.image_dataset(val_x, val_y), cfg,
+    history = loop.fit(model, loop.image_dataset(split.images, split.labels, rows=train_rows),
+                       loop.image_dataset(split.images, split.labels, rows=val_rows), cfg,
                        checkpoint_dir=storage.join(work, "checkpoints"))
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     storage.write_bytes(storage.join(work, "model.pt"), buffer.getvalue())
     device = loop.pick_device(cfg.device)
     summary = {"epochs_run": len(history), "history": history, "device": str(device),
-               "train_samples": int(len(train_y)), "val_samples": int(len(val_y)), "loop": cfg.model_dump()}
+               "train_samples": int(len(train_rows)), "val_samples": int(len(val_rows)), "loop": cfg.model_dump()}
     storage.write_text(storage.join(work, "train.json"), json.dumps(summary, default=str))
     return {k: v for k, v in summary.items() if k != "history"}
 
@@ -120,7 +120,7 @@ def evaluate(event: Mapping[str, Any], work: str) -> dict:
     test_x, test_y = splits["test"]
     model = _trained_model(dataset, work)
     result = loop.evaluate(model, loop.image_dataset(test_x, test_y), device=loop.pick_device("auto"))
-    majority = int(np.bincount(splits["train"][1], minlength=10).argmax())
+    majority = int(np.bincount(splits["train"].labels, minlength=10).argmax())
     metrics = result.metrics("test_", classes) | {
         "baseline_majority_accuracy": float(np.mean(test_y == majority)),
         "test_examples": int(len(test_y)),
@@ -182,7 +182,7 @@ def _log_body(dataset: str, lineage: tracking.Lineage, work: str, metrics: dict)
 
     model = _trained_model(dataset, work)
     splits = _splits(lineage.data)
-    example = splits["test"][0][:2]
+    example = splits["test"].images[:2]
     example = (example[:, None] if example.ndim == 3 else example.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
@@ -198,6 +198,6 @@ def evaluation_set(run) -> tuple[np.ndarray, np.ndarray]:
     """The candidate's held-out examples for promotion: the test split of the snapshot it was trained on."""
     event = json.loads(run.data.tags["retrain.candidate_event"])
     splits = _splits(event["data"])
-    images, labels = splits["test"]
+    images, labels = splits["test"].arrays()  # the test split only, for the promotion's own scoring
     inputs = (images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
     return inputs, labels.astype(np.int64)

@@ -229,6 +229,43 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_decision(args) -> int:
+    from retrain import decisions, promotion
+
+    if (args.version is None) == (args.run is None):
+        print(f"retrain decision: {args.model}: give a VERSION or --run RUN_ID (one of them)", file=sys.stderr)
+        return 2
+    try:
+        replay = decisions.replay(args.model, args.version, run_id=args.run)
+    except decisions.DecisionRecordError as exc:
+        print(f"retrain decision: {exc}", file=sys.stderr)
+        return 2
+    d, p = replay.decision, replay.policy
+    subject = f"version {replay.version} (candidate run {replay.run_id})" if replay.version else f"run {replay.run_id}"
+    print(f"{replay.model} {subject}: recomputed from {decisions.OUTCOMES} and {decisions.RECORD} alone")
+    print(f"policy: {p.primary_metric} ({p.direction}), test {p.test}, confidence {p.confidence}, "
+          f"min_improvement {p.min_improvement}, bootstrap {p.bootstrap_samples} resamples, seed {p.seed}")
+    print(f"decision: {d.outcome}")
+    for reason in d.reasons:
+        print(f"  - {reason}")
+    c = d.comparison
+    if c is not None:
+        level = round(p.confidence * 100)
+        print(f"n={c.n}  Δ {c.delta:+.6g}  {level}% CI [{c.ci_low:+.6g}, {c.ci_high:+.6g}]  p={c.p_value:.6g}  "
+              f"MDE {c.mde:.6g} at {promotion.TARGET_POWER:.0%} power  powered: {replay.recomputed.get('powered')}  "
+              f"(against the {c.against})")
+    for note in replay.notes:
+        print(f"note: {note}")
+    if replay.matches:
+        print(f"matches the recorded decision ({len(replay.recorded)} tags identical)")
+        return 0
+    print("DOES NOT MATCH the recorded decision:")
+    prefix = "decision." if replay.version else "promotion."
+    for key, recorded, recomputed in replay.mismatches:
+        print(f"  {prefix}{key}: recorded {recorded!r}, recomputed {recomputed!r}")
+    return 1
+
+
 def cmd_backfill(args) -> int:
     from retrain import stack
     from retrain.errors import RetrainError
@@ -396,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("decision", help="recompute a promotion decision from its logged outcomes and check it "
+                                        "against what the version recorded (exit 0 same, 1 differs, 2 cannot)")
+    p.add_argument("model", help="registered model name, e.g. mnist_cnn")
+    p.add_argument("version", nargs="?", help="model version (a registered candidate)")
+    p.add_argument("--run", metavar="RUN_ID", help="a candidate run instead (e.g. a rejected one: no version)")
+    p.set_defaults(func=cmd_decision)
 
     p = sub.add_parser("demo", help="start the stack, land all four datasets, follow the chain live, summarise")
     p.add_argument("--exit", action="store_true", help="stop the stack and exit after the summary (automation)")

@@ -227,10 +227,20 @@ def summary(mlflow_url: str, airflow_url: str) -> list[dict]:
             pass
         rows.append({"model": model, "candidates": len(mine), "versions": len(versions), "champion": champion,
                      "metric": metric, "value": value, "decision": latest.get("promotion.decision", "—"),
-                     "reason": latest.get("promotion.reasons", ""),
+                     "reason": latest.get("promotion.reasons", ""), "power": _power(latest),
                      "mlflow": f"{mlflow_url}/#/models/{model}" + (f"/versions/{champion}" if champion else ""),
                      "airflow": f"{airflow_url}/dags/{training_dag}"})
     return rows
+
+
+def _power(tags: dict) -> str:
+    """The latest decision's n and minimum detectable effect (80 % power), as its run records them."""
+    if "promotion.mde" not in tags:
+        return ""
+    against = "vs the naive baseline" if tags.get("promotion.against") == "baseline" else "vs the champion"
+    enough = {"true": "; enough for the policy minimum", "false": "; too small for the policy minimum"}
+    return (f"n={tags.get('promotion.n')} {against}, detects ≥ {float(tags['promotion.mde']):.4g} at 80% power"
+            f"{enough.get(tags.get('promotion.powered'), '')}")
 
 
 def print_summary(rows: list[dict], echo=_echo) -> None:
@@ -241,6 +251,8 @@ def print_summary(rows: list[dict], echo=_echo) -> None:
              f"{value:<24} {r['decision']}")
         if r["reason"]:
             echo(f"{'':<22} why: {r['reason'][:150]}")
+        if r.get("power"):
+            echo(f"{'':<22} power: {r['power']}")
         echo(f"{'':<22} {r['mlflow']}   {r['airflow']}")
 
 

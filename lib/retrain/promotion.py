@@ -7,8 +7,27 @@ both models are scored on the *same* held-out examples, and the question is whet
   examples (the same resample for both models);
 * classifier accuracy: McNemar's exact test on the discordant pairs.
 
-Every decision is reproducible: the bootstrap is seeded from the policy and the inputs are the logged
-per-example predictions.
+A first model is judged the same way against its naive baseline's per-example predictions (majority class,
+seasonal naive) on the same examples: it becomes champion only when it beats the baseline significantly.
+
+**Power.** Every comparison states the minimum detectable effect (MDE): the smallest true improvement its test
+finds with probability ``TARGET_POWER`` (80 %) at its n, by the normal approximation
+
+    MDE = (z_{1-α/2} + z_{power}) · sd / sqrt(n),     α = 1 - confidence,
+
+where ``sd`` is the standard deviation of the per-example paired differences whose mean is the metric's
+difference (:func:`paired_differences`: correctness for accuracy, absolute errors for MAE, squared errors
+RMSE's delta-method terms (e² + R²) / 2R for RMSE), and for McNemar ``sd = sqrt(discordant share)``
+(the null variance of the paired difference), floored at the fewest discordant pairs the exact test can
+ever call significant (6 at α = 0.05) over n. :func:`required_n` inverts it. A policy with a
+``min_improvement`` > 0 never promotes on a set whose MDE is larger (inconclusive: the champion stays).
+
+**min_improvement** is read against the confidence bound, not the point estimate: the improvement's lower
+confidence bound (the CI's end nearest "no change") must exceed it. With ``min_improvement: 0`` this is the
+plain significance rule.
+
+Every decision is reproducible: the bootstrap is seeded from the policy, and the per-example predictions of
+candidate, champion and baseline are logged with the decision (:mod:`retrain.decisions` replays them).
 """
 
 from __future__ import annotations
@@ -17,6 +36,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -83,6 +103,9 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
+TARGET_POWER = 0.8  # the power every MDE and required n is stated at
+
+
 def metric_function(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
     try:
         return METRICS[name]
@@ -105,9 +128,17 @@ class Comparison:
     improvement: float  # positive = candidate better, in the metric's units
     guardrails: dict = field(default_factory=dict)  # metric -> {"candidate", "champion", "worse_by", "tolerance"}
     extra: dict = field(default_factory=dict)  # e.g. McNemar's discordant counts
+    sd: float = math.nan  # sd of the per-example paired differences the MDE is computed from (module docstring)
+    mde: float = math.nan  # minimum detectable improvement at TARGET_POWER, in the metric's units
+    against: str = "champion"  # or "baseline" (a first model)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def improvement_bound(self) -> float:
+        """The improvement's confidence bound nearest "no change" (positive: the whole CI is on the better side)."""
+        return self.ci_low if self.direction == "maximize" else -self.ci_high
 
 
 def _better_sign(direction: str) -> int:
@@ -145,6 +176,75 @@ def mcnemar(actual, cand, champ) -> tuple[float, dict]:
                "both_wrong": int(np.sum(~cand_right & ~champ_right))}
 
 
+def paired_differences(actual, cand, champ, metric: str) -> np.ndarray:
+    """Per-example differences (candidate - champion) whose mean is exactly ``metric(cand) - metric(champ)``."""
+    actual, cand, champ = (np.asarray(a, dtype=float) for a in (actual, cand, champ))
+    if metric.endswith("accuracy"):
+        return (cand == actual).astype(float) - (champ == actual).astype(float)
+    if metric.endswith("mae"):
+        return np.abs(cand - actual) - np.abs(champ - actual)
+    if metric.endswith("rmse"):
+        # RMSE's influence function (the delta method): e_i^2 / 2R + R / 2 has mean R and RMSE's variance
+        def linear(pred):
+            r = _rmse(actual, pred)
+            return ((pred - actual) ** 2 + r * r) / (2 * r) if r > 0 else np.zeros(len(actual))
+
+        return linear(cand) - linear(champ)
+    raise ConfigError(f"metric {metric!r} has no per-example differences (known: {sorted(METRICS)})")
+
+
+def _z_sum(confidence: float, power: float) -> float:
+    return NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
+
+
+@functools.cache
+def mcnemar_min_discordant(confidence: float) -> int:
+    """The fewest discordant pairs with which the exact two-sided McNemar test can reject (all on one side)."""
+    k = 1
+    while 2 * 0.5 ** k >= 1 - confidence:
+        k += 1
+    return k
+
+
+def minimum_detectable_effect(test: str, n: int, sd: float, *, confidence: float, power: float = TARGET_POWER) -> float:
+    """The smallest true improvement found with probability ``power`` on n paired examples (module docstring).
+
+    ``sd``: sd of the per-example paired differences; for McNemar, sqrt of the discordant-pair share."""
+    if n < 1:
+        return math.inf
+    mde = _z_sum(confidence, power) * sd / math.sqrt(n)
+    if test == "mcnemar":
+        mde = max(mde, mcnemar_min_discordant(confidence) / n)
+    return mde
+
+
+def required_n(policy: PromotionPolicy, *, sd: float | None = None, discordance: float | None = None,
+               effect: float | None = None, power: float = TARGET_POWER) -> int:
+    """Paired examples needed to detect ``effect`` (default: the policy's ``min_improvement``) with ``power``.
+
+    Give the spread the test will see: ``discordance`` (share of examples on which the two models disagree in
+    correctness) for McNemar, ``sd`` of the per-example paired differences otherwise (an assumption, or
+    :attr:`Comparison.sd` of an earlier comparison). The inverse of :func:`minimum_detectable_effect`.
+    """
+    effect = policy.min_improvement if effect is None else effect
+    if effect <= 0:
+        raise ValueError("an effect > 0 is needed (the policy's min_improvement is 0: every n detects only "
+                         "effects of some size; pass effect=)")
+    if policy.test == "mcnemar":
+        if discordance is None or not 0 <= discordance <= 1:
+            raise ValueError(f"McNemar needs the discordant-pair share in [0, 1], got {discordance!r}")
+        sd = math.sqrt(discordance)
+    elif sd is None or sd < 0:
+        raise ValueError(f"the paired bootstrap needs the sd of the per-example differences, got {sd!r}")
+    n = math.ceil((_z_sum(policy.confidence, power) * sd / effect) ** 2)
+    if policy.test == "mcnemar":
+        n = max(n, math.ceil(mcnemar_min_discordant(policy.confidence) / effect))
+    # ceil of a float can land one short of the bound it was computed from
+    while minimum_detectable_effect(policy.test, n, sd, confidence=policy.confidence, power=power) > effect:
+        n += 1
+    return max(n, 1)
+
+
 def compare(actual, candidate_pred, champion_pred, policy: PromotionPolicy,
             guardrail_values: Mapping[str, tuple[float, float]] | None = None) -> Comparison:
     """Score both models on the same examples. ``guardrail_values``: metric -> (candidate, champion) for guardrails
@@ -172,9 +272,29 @@ def compare(actual, candidate_pred, champion_pred, policy: PromotionPolicy,
             g_cand, g_champ = g_fn(actual, cand), g_fn(actual, champ)
         worse_by = (g_cand - g_champ) * -_better_sign(guard.direction)
         guards[guard.metric] = {"candidate": g_cand, "champion": g_champ, "worse_by": worse_by, "tolerance": guard.tolerance}
+    if policy.test == "mcnemar":
+        sd = math.sqrt((extra["candidate_only_right"] + extra["champion_only_right"]) / len(actual)) if len(actual) else 0.0
+    else:
+        diffs = paired_differences(actual, cand, champ, policy.primary_metric)
+        sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
+    mde = minimum_detectable_effect(policy.test, len(actual), sd, confidence=policy.confidence)
     return Comparison(metric=policy.primary_metric, direction=policy.direction, n=len(actual), candidate=cand_value,
                       champion=champ_value, delta=delta, ci_low=low, ci_high=high, p_value=p, test=policy.test,
-                      improvement=delta * _better_sign(policy.direction), guardrails=guards, extra=extra)
+                      improvement=delta * _better_sign(policy.direction), guardrails=guards, extra=extra,
+                      sd=sd, mde=mde)
+
+
+def compare_with_baseline(actual, candidate_pred, baseline_pred, policy: PromotionPolicy) -> Comparison:
+    """A first model against its naive baseline on the same examples (those the baseline has a prediction for:
+    a seasonal-naive forecast is missing where the season before lies outside the data). No guardrails."""
+    actual, cand, base = (np.asarray(a) for a in (actual, candidate_pred, baseline_pred))
+    if not (len(actual) == len(cand) == len(base)):
+        raise ValueError(f"paired comparison needs equal lengths (actual {len(actual)}, candidate {len(cand)}, "
+                         f"baseline {len(base)})")
+    keep = ~np.isnan(base.astype(float)) if base.dtype.kind == "f" else np.ones(len(base), dtype=bool)
+    bare = policy.model_copy(update={"guardrails": []})
+    comparison = compare(actual[keep], cand[keep], base[keep], bare)
+    return Comparison(**{**comparison.as_dict(), "against": "baseline"})
 
 
 @dataclass(frozen=True)
@@ -182,57 +302,132 @@ class Decision:
     promote: bool
     outcome: str  # promoted | rejected | first_model | awaiting_approval
     reasons: list[str]
-    comparison: Comparison | None = None
+    comparison: Comparison | None = None  # candidate vs champion, or vs the naive baseline for a first model
+    power: dict | None = None  # {"n", "mde", "power", "min_improvement", "powered", "statement"}: see power_of
 
     def as_dict(self) -> dict:
         return {"promote": self.promote, "outcome": self.outcome, "reasons": self.reasons,
-                "comparison": self.comparison.as_dict() if self.comparison else None}
+                "comparison": self.comparison.as_dict() if self.comparison else None, "power": self.power}
+
+
+def power_of(comparison: Comparison, policy: PromotionPolicy) -> dict:
+    """What n the comparison had, what it could detect, and whether that is enough for the policy's minimum.
+
+    ``powered``: True / False against ``min_improvement`` (MDE <= minimum); None when the policy sets no minimum
+    (or for a first model, judged against its baseline without one): then the statement is informational."""
+    c, minimum = comparison, policy.min_improvement
+    spread = (f"{c.sd ** 2:.1%} discordant pairs" if c.test == "mcnemar" else f"per-example sd {c.sd:.4g}")
+    detects = (f"n={c.n} detects an improvement ≥ {c.mde:.4g} in {c.metric} with {TARGET_POWER:.0%} power "
+               f"({c.test}, {spread})")
+    needed = None
+    if c.against == "baseline" or minimum <= 0:
+        powered, verdict = None, ("no minimum improvement applies to a first model" if c.against == "baseline"
+                                  else "the policy sets no minimum improvement")
+    else:
+        powered = c.mde <= minimum
+        needed = required_n(policy, sd=c.sd, discordance=min(c.sd ** 2, 1.0))
+        verdict = (f"enough for the policy minimum {minimum:.4g}" if powered
+                   else f"the policy minimum {minimum:.4g} needs n ≥ {needed}")
+    return {"n": c.n, "mde": c.mde, "power": TARGET_POWER, "min_improvement": minimum, "powered": powered,
+            "required_n": needed, "against": c.against, "statement": f"power: {detects}; {verdict}"}
+
+
+def _summary(c: Comparison, level: int, other: str) -> str:
+    return (f"{c.metric}: candidate {c.candidate:.4g} vs {other} {c.champion:.4g} "
+            f"(Δ {c.delta:+.4g}, {level}% CI [{c.ci_low:+.4g}, {c.ci_high:+.4g}], p={c.p_value:.3g}, n={c.n})")
+
+
+def _significant(c: Comparison, policy: PromotionPolicy) -> bool:
+    """The whole CI lies on the improving side (and, for McNemar, the exact test agrees)."""
+    significant = c.improvement_bound > 0
+    if policy.test == "mcnemar":
+        significant = significant and c.p_value < 1 - policy.confidence
+    return significant
 
 
 def decide(policy: PromotionPolicy, *, quality_verdict: str, n_examples: int, comparison: Comparison | None,
-           candidate_metrics: Mapping[str, float], champion_exists: bool) -> Decision:
-    """The decision table. Reasons are written for a reviewer reading the model version in the MLflow UI."""
+           champion_exists: bool, baseline_comparison: Comparison | None = None) -> Decision:
+    """The decision table. Reasons are written for a reviewer reading the model version in the MLflow UI.
+
+    With a champion, ``comparison`` (candidate vs champion) decides; without one, ``baseline_comparison``
+    (candidate vs its naive baseline, :func:`compare_with_baseline`) does, when the policy names a baseline."""
     if quality_verdict != "passed":
         return Decision(False, "rejected", [f"quality gate verdict is {quality_verdict!r}; only data that passed is promoted"])
     if n_examples < policy.min_eval_examples:
         return Decision(False, "rejected", [f"evaluation has {n_examples} examples; the policy needs at least {policy.min_eval_examples}"])
-    if not champion_exists:
-        metric = candidate_metrics.get(policy.primary_metric)
-        baseline = candidate_metrics.get(policy.baseline_metric) if policy.baseline_metric else None
-        if metric is None or (policy.baseline_metric and baseline is None):
-            return Decision(False, "rejected", [f"first model: run lacks {policy.primary_metric!r} or baseline {policy.baseline_metric!r}"])
-        if baseline is not None:
-            beats = metric < baseline if policy.direction == "minimize" else metric > baseline
-            if not beats:
-                return Decision(False, "rejected", [f"first model: {policy.primary_metric} {metric:.4g} does not beat the naive baseline {baseline:.4g}"])
-            return Decision(True, "first_model", [f"first model: {policy.primary_metric} {metric:.4g} beats the naive baseline {baseline:.4g}"])
-        return Decision(True, "first_model", ["first model of this name, gate passed"])
-    assert comparison is not None
-    reasons = []
     level = round(policy.confidence * 100)
+    if not champion_exists:
+        if not policy.baseline_metric:
+            return Decision(True, "first_model", ["first model of this name, gate passed (the policy names no baseline)"])
+        b = baseline_comparison
+        if b is None:
+            return Decision(False, "rejected", [f"first model: no per-example predictions of the naive baseline "
+                                                f"({policy.baseline_metric}) to test it against"])
+        power = power_of(b, policy)
+        if b.n < policy.min_eval_examples:
+            return Decision(False, "rejected", [f"first model: the naive baseline predicts only {b.n} of {n_examples} "
+                                                f"examples; the policy needs at least {policy.min_eval_examples}"],
+                            b, power)
+        vs = f"(Δ {b.delta:+.4g}, {level}% CI [{b.ci_low:+.4g}, {b.ci_high:+.4g}], p={b.p_value:.3g}, n={b.n})"
+        if b.improvement <= 0 or not _significant(b, policy):
+            return Decision(False, "rejected", [f"first model: {b.metric} {b.candidate:.4g} is not significantly "
+                                                f"better than the naive baseline {b.champion:.4g} {vs}",
+                                                power["statement"]], b, power)
+        return Decision(True, "first_model", [f"first model: {b.metric} {b.candidate:.4g} significantly beats the "
+                                              f"naive baseline {b.champion:.4g} {vs}", power["statement"]], b, power)
+    assert comparison is not None
+    c = comparison
+    power = power_of(c, policy)
     broken = [f"guardrail {m}: worse by {g['worse_by']:.4g} > tolerance {g['tolerance']:.4g}"
-              for m, g in comparison.guardrails.items()
+              for m, g in c.guardrails.items()
               if g["worse_by"] > g["tolerance"] and not math.isclose(g["worse_by"], g["tolerance"], rel_tol=1e-9, abs_tol=1e-12)]
-    # the CI is of candidate - champion; "better" means the whole interval lies on the improving side
-    if policy.direction == "minimize":
-        significant = comparison.ci_high < 0
+    significant = _significant(c, policy)
+    # min_improvement is read against the confidence bound: the conservative reading of "at least this much"
+    clears_minimum = c.improvement_bound > policy.min_improvement
+    reasons = [_summary(c, level, "champion")]
+    if power["powered"] is False:
+        reasons.append(f"inconclusive: n={c.n} detects only ≥ {c.mde:.4g} with {TARGET_POWER:.0%} power, more than "
+                       f"the policy minimum {policy.min_improvement:.4g} (needs n ≥ {power['required_n']}); "
+                       "the champion stays")
     else:
-        significant = comparison.ci_low > 0
-    if policy.test == "mcnemar":
-        significant = significant and comparison.p_value < 1 - policy.confidence
-    summary = (f"{comparison.metric}: candidate {comparison.candidate:.4g} vs champion {comparison.champion:.4g} "
-               f"(Δ {comparison.delta:+.4g}, {level}% CI [{comparison.ci_low:+.4g}, {comparison.ci_high:+.4g}], "
-               f"p={comparison.p_value:.3g}, n={comparison.n})")
-    reasons.append(summary)
-    if comparison.improvement <= 0:
-        reasons.append("candidate is not better than the champion")
-    elif not significant:
-        reasons.append(f"improvement is within noise at {level}% confidence")
-    elif comparison.improvement < policy.min_improvement:
-        reasons.append(f"improvement {comparison.improvement:.4g} is below the policy minimum {policy.min_improvement:.4g}")
+        reasons.append(power["statement"])
+        if c.improvement <= 0:
+            reasons.append("candidate is not better than the champion")
+        elif not significant:
+            reasons.append(f"improvement is within noise at {level}% confidence")
+        elif not clears_minimum:
+            reasons.append(f"improvement's {level}% confidence bound {c.improvement_bound:.4g} does not exceed the "
+                           f"policy minimum {policy.min_improvement:.4g} (point estimate {c.improvement:.4g})")
     reasons += broken
-    promote = comparison.improvement > 0 and significant and comparison.improvement >= policy.min_improvement and not broken
-    return Decision(promote, "promoted" if promote else "rejected", reasons, comparison)
+    promote = (power["powered"] is not False and c.improvement > 0 and significant and clears_minimum and not broken)
+    return Decision(promote, "promoted" if promote else "rejected", reasons, c, power)
+
+
+def judge_outcomes(policy: PromotionPolicy, actual, candidate, *, champion=None, baseline=None,
+                   quality_verdict: str) -> Decision:
+    """The whole decision from per-example predictions: what the promotion step decides and what
+    ``retrain decision`` recomputes from the logged outcomes (the same function, so they agree)."""
+    comparison = compare(actual, candidate, champion, policy) if champion is not None else None
+    covered = 0 if baseline is None else int(np.sum(~np.isnan(np.asarray(baseline, dtype=float))))
+    # a baseline with (almost) no predictions is no baseline: decide() says so instead of a test on nothing
+    baseline_comparison = (compare_with_baseline(actual, candidate, baseline, policy)
+                           if champion is None and covered >= 2 else None)
+    return decide(policy, quality_verdict=quality_verdict, n_examples=len(actual), comparison=comparison,
+                  champion_exists=champion is not None, baseline_comparison=baseline_comparison)
+
+
+def record_tags(decision: Mapping) -> dict[str, str]:
+    """The statistics of a decision (``Decision.as_dict()``) as registry tags, formatted once: the promotion step
+    writes them (``decision.*`` on the version, ``promotion.*`` on the run) and ``retrain decision`` compares."""
+    c, power = decision.get("comparison"), decision.get("power") or {}
+    tags = {"judged": decision["outcome"]}
+    if c:
+        tags |= {"against": c.get("against", "champion"), "n": str(c["n"]), "metric": c["metric"],
+                 "delta": f"{c['delta']:+.6g}", "ci": f"[{c['ci_low']:+.6g}, {c['ci_high']:+.6g}]",
+                 "p_value": f"{c['p_value']:.6g}", "mde": f"{c['mde']:.6g}"}
+    if power:
+        tags["powered"] = {True: "true", False: "false", None: "n/a"}[power.get("powered")]
+    return tags
 
 
 @functools.cache

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,42 @@ import yaml
 from retrain import config, settings
 
 REPO = Path(__file__).resolve().parents[2]
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"  # the machine's PostgreSQL (trust auth)
 
 
 def _reset() -> None:
     settings.reset_settings()
     config.load.cache_clear()
+
+
+@contextlib.contextmanager
+def _mlflow_world(home: Path, env: dict[str, str]):
+    """``env`` set (a tracking URI among it), RETRAIN_DATA_ROOT unset, and a real 3-day power snapshot in
+    ``home``: yields the snapshot's event extra. For modules that judge candidates against a real MLflow."""
+    from retrain import tracking
+    from retrain.data.power import generate_power
+    from retrain.ingest import landing, power
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"RETRAIN_HOME": str(home), **env}.items():
+            mp.setenv(key, value)
+        mp.delenv("RETRAIN_DATA_ROOT", raising=False)
+        settings.reset_settings()
+        tracking._configured.cache_clear()
+        source = home / "power.txt"
+        source.write_bytes(generate_power(3 * 1440, seed=5))
+        landing.land("household_power", str(source))
+        try:
+            yield power.ingest_file("power.txt", "setup").snapshot.event_extra()
+        finally:
+            settings.reset_settings()
+            tracking._configured.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def mlflow_world():
+    """``mlflow_world(home, env)``: the :func:`_mlflow_world` context manager, for module fixtures."""
+    return _mlflow_world
 
 
 @pytest.fixture
@@ -57,3 +90,13 @@ def edit_config(config_dir):
         return path
 
     return edit
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL the Celery profile's tests use (its locks live there); skips when it is not reachable."""
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+    except OSError:
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    return POSTGRES

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,24 +22,11 @@ with locks.named_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)
 """
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _postgres_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(params=["embedded", "celery"])
 def profile(request, retrain_home, monkeypatch):
     if request.param == "celery":
-        if not _postgres_up():
-            pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
         monkeypatch.setenv("RETRAIN_PROFILE", "celery")
-        monkeypatch.setenv("RETRAIN_DATABASE_URL", POSTGRES)
+        monkeypatch.setenv("RETRAIN_DATABASE_URL", request.getfixturevalue("postgres_url"))
     else:
         monkeypatch.delenv("RETRAIN_PROFILE", raising=False)
     return request.param

@@ -79,9 +79,14 @@ def _classifier(n_both: int, only_candidate: int, only_champion: int, n_neither:
     return _labels(len(champion_right), champion_right, candidate_right)
 
 
-def _decide(policy, comparison, *, n=None, verdict="passed", metrics=None, champion=True):
+def _decide(policy, comparison, *, n=None, verdict="passed", baseline=None, champion=True):
     return promotion.decide(policy, quality_verdict=verdict, n_examples=comparison.n if n is None else n,
-                            comparison=comparison, candidate_metrics=metrics or {}, champion_exists=champion)
+                            comparison=comparison, champion_exists=champion, baseline_comparison=baseline)
+
+
+def _first(policy, actual, candidate, baseline, verdict="passed"):
+    """A first model's decision: no champion, judged against its baseline's per-example predictions."""
+    return promotion.judge_outcomes(policy, actual, candidate, baseline=baseline, quality_verdict=verdict)
 
 
 def _reasons(decision) -> str:
@@ -101,7 +106,8 @@ def test_regression_clearly_better_is_promoted(regression_policy):
     assert (d.promote, d.outcome) == (True, "promoted"), d.reasons
     assert d.comparison is c
     assert "test_rmse: candidate" in d.reasons[0] and "n=400" in d.reasons[0] and "95% CI" in d.reasons[0]
-    assert len(d.reasons) == 1  # only the summary: nothing held it back
+    assert d.reasons[1].startswith("power: n=400 detects an improvement ≥ ")
+    assert len(d.reasons) == 2  # the summary and its power: nothing held it back
 
 
 def test_regression_clearly_worse_is_rejected_as_not_better(regression_policy):
@@ -189,44 +195,210 @@ def test_regression_min_improvement_not_reached(regression_policy):
     actual, cand, champ = _regression(400, champion_sd=1.0, candidate_sd=0.6)
     c = promotion.compare(actual, cand, champ, policy)
     assert 0.3 < c.improvement < 0.5 and c.ci_high < 0  # significant, but smaller than the policy asks
+    assert c.mde < 0.5  # and n was large enough to see 0.5
     d = _decide(policy, c)
     assert (d.promote, d.outcome) == (False, "rejected")
-    assert "below the policy minimum 0.5" in _reasons(d)
-    # the same comparison passes a lower bar
-    assert _decide(_policy(REGRESSION, min_improvement=0.3), c).promote
+    assert "does not exceed the policy minimum 0.5" in _reasons(d)
+    # the same comparison passes a bar below its confidence bound
+    assert _decide(_policy(REGRESSION, min_improvement=0.2), c).promote
 
 
-def test_regression_first_model_beating_its_baseline(regression_policy):
-    metrics = {"test_rmse": 0.24, "baseline_seasonal_naive_rmse": 0.86}
-    d = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
-                         candidate_metrics=metrics, champion_exists=False)
-    assert (d.promote, d.outcome) == (True, "first_model")
-    assert "beats the naive baseline" in _reasons(d) and d.comparison is None
-    assert d.as_dict()["comparison"] is None
+@pytest.mark.parametrize("data, policy", [
+    (lambda: _regression(400, champion_sd=1.0, candidate_sd=0.6), REGRESSION),
+    (lambda: _classifier(820, 120, 20, 40), CLASSIFIER),
+], ids=["rmse", "accuracy"])
+def test_min_improvement_is_read_against_the_confidence_bound(data, policy):
+    """Just below the improvement's lower confidence bound: promoted; just above it: rejected, although the
+    point estimate clears both bars (the issue's Δ 0.015, CI [0.006, 0.024] against a 0.01 minimum)."""
+    actual, cand, champ = data()
+    c = promotion.compare(actual, cand, champ, _policy(policy))
+    bound = c.improvement_bound
+    assert 0 < bound < c.improvement and c.mde < bound - 1e-6  # significant, and n large enough for the bar
+    below = _decide(_policy(policy, min_improvement=bound - 1e-6), c)
+    above = _decide(_policy(policy, min_improvement=bound + 1e-6), c)
+    assert below.promote and below.outcome == "promoted", below.reasons
+    assert (above.promote, above.outcome) == (False, "rejected")
+    assert f"does not exceed the policy minimum {bound + 1e-6:.4g} (point estimate {c.improvement:.4g})" in _reasons(above)
+
+
+def test_an_underpowered_set_is_inconclusive_and_keeps_the_champion():
+    """+8.3 points on n=300 clears a 0.03 minimum even at its confidence bound, but that n only detects
+    about 0.055: inconclusive, never promoted. Four times the examples, same rates: promoted."""
+    policy = _policy(CLASSIFIER, min_improvement=0.03)
+    actual, cand, champ = _classifier(240, 30, 5, 25)
+    c = promotion.compare(actual, cand, champ, policy)
+    assert c.improvement_bound > 0.03 and c.p_value < 0.001  # would pass every other rule
+    assert c.mde == pytest.approx((1.959964 + 0.841621) * math.sqrt(35 / 300) / math.sqrt(300), rel=1e-5)
+    d = _decide(policy, c)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    needed = promotion.required_n(policy, discordance=35 / 300)
+    assert 300 < needed < 1200
+    assert f"inconclusive: n=300 detects only ≥ {c.mde:.4g} with 80% power, more than the policy minimum 0.03 " \
+           f"(needs n ≥ {needed}); the champion stays" in _reasons(d)
+    assert d.power["powered"] is False and promotion.record_tags(d.as_dict())["powered"] == "false"
+    larger = promotion.compare(*_classifier(960, 120, 20, 100), policy)
+    assert larger.mde <= 0.03
+    d = _decide(policy, larger)
+    assert d.promote and d.power["powered"] is True and "enough for the policy minimum 0.03" in _reasons(d)
+
+
+def test_without_a_minimum_the_power_statement_is_informational(classifier_policy):
+    actual, cand, champ = _classifier(270, 6, 3, 21)  # n=300, 9 discordant pairs: only big effects are visible
+    c = promotion.compare(actual, cand, champ, classifier_policy)
+    d = _decide(classifier_policy, c)
+    assert d.power["powered"] is None and d.power["n"] == 300 and d.power["mde"] == c.mde
+    assert c.mde == pytest.approx(2.801585 * math.sqrt(9 / 300) / math.sqrt(300), rel=1e-5)
+    assert ("power: n=300 detects an improvement ≥ 0.02802 in test_accuracy with 80% power (mcnemar, 3.0% "
+            "discordant pairs); the policy sets no minimum improvement") in d.reasons
+    assert "within noise" in _reasons(d)  # decided exactly as before
+
+
+def test_mcnemar_mde_is_never_below_what_the_exact_test_can_reject(classifier_policy):
+    # one discordant pair in 300: the normal approximation says 0.009, but the exact test needs 6 pairs at least
+    c = promotion.compare(*_classifier(297, 1, 0, 2), classifier_policy)
+    assert promotion.mcnemar_min_discordant(0.95) == 6 and binomtest(6, 6, 0.5).pvalue < 0.05 <= binomtest(5, 5, 0.5).pvalue
+    assert c.mde == pytest.approx(6 / 300)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# power: minimum detectable effect and required n
+
+
+def test_mde_of_a_mean_difference_is_the_normal_approximation():
+    rng = np.random.default_rng(3)
+    n = 500
+    champ_err = rng.uniform(0.5, 1.5, n)
+    cand_err = champ_err + rng.normal(-0.02, 0.25, n)
+    c = promotion.compare(np.zeros(n), cand_err, champ_err, _mae_policy())
+    sd = np.std(np.abs(cand_err) - champ_err, ddof=1)  # absolute errors
+    assert c.sd == pytest.approx(sd, rel=1e-12)
+    assert c.mde == pytest.approx((1.959964 + 0.841621) * sd / math.sqrt(n), rel=1e-5)
+
+
+def test_rmse_paired_differences_average_to_the_rmse_difference_and_match_the_bootstrap_spread():
+    actual, cand, champ = _regression(600, champion_sd=1.0, candidate_sd=0.7, seed=4)
+    d = promotion.paired_differences(actual, cand, champ, "test_rmse")
+    c = promotion.compare(actual, cand, champ, _policy(REGRESSION))
+    assert d.mean() == pytest.approx(c.delta, abs=1e-12)
+    bootstrap_se = (c.ci_high - c.ci_low) / (2 * 1.959964)
+    assert c.sd / math.sqrt(c.n) == pytest.approx(bootstrap_se, rel=0.1)
+
+
+@pytest.mark.parametrize("discordance, effect", [(0.03, 0.01), (0.10, 0.02), (0.30, 0.05)])
+def test_required_n_is_the_inverse_of_the_mde(discordance, effect):
+    policy = _policy(CLASSIFIER, min_improvement=effect)
+    n = promotion.required_n(policy, discordance=discordance)
+    sd = math.sqrt(discordance)
+    assert promotion.minimum_detectable_effect("mcnemar", n, sd, confidence=0.95) <= effect
+    assert promotion.minimum_detectable_effect("mcnemar", n - 1, sd, confidence=0.95) > effect
+    regression = _policy(REGRESSION, min_improvement=effect)
+    m = promotion.required_n(regression, sd=sd)
+    assert promotion.minimum_detectable_effect("paired_bootstrap", m, sd, confidence=0.95) <= effect
+    assert promotion.minimum_detectable_effect("paired_bootstrap", m - 1, sd, confidence=0.95) > effect
+
+
+def test_required_n_needs_an_effect_and_a_spread(classifier_policy):
+    with pytest.raises(ValueError, match="min_improvement is 0"):
+        promotion.required_n(classifier_policy, discordance=0.05)
+    assert promotion.required_n(classifier_policy, discordance=0.05, effect=0.01) > 1000
+    with pytest.raises(ValueError, match="discordant"):
+        promotion.required_n(classifier_policy, effect=0.01)
+
+
+def _mcnemar_power(n: int, discordance: float, effect: float, alpha: float = 0.05) -> float:
+    """Exact power of the two-sided exact McNemar test (and b > c) for a true accuracy gain ``effect``."""
+    from scipy.stats import binom
+
+    p_b = (discordance + effect) / 2  # P(only candidate right); P(only champion right) = discordance - p_b
+    power = 0.0
+    for d in range(1, n + 1):
+        weight = binom.pmf(d, n, discordance)
+        if weight < 1e-12:
+            continue
+        b = np.arange(d + 1)
+        rejects = (np.array([binomtest(int(k), d, 0.5).pvalue for k in b]) < alpha) & (b > d - b)
+        power += weight * binom.pmf(b, d, p_b / discordance)[rejects].sum()
+    return power
+
+
+@pytest.mark.parametrize("n, discordance", [(1200, 0.03), (1000, 0.14)])
+def test_a_true_effect_of_the_stated_mde_is_found_with_about_80_percent_power(n, discordance):
+    mde = promotion.minimum_detectable_effect("mcnemar", n, math.sqrt(discordance), confidence=0.95)
+    assert 0.72 <= _mcnemar_power(n, discordance, mde) <= 0.88
+    assert _mcnemar_power(n, discordance, mde / 2) < 0.4  # half of it is mostly missed
+
+
+def test_bootstrap_decisions_find_the_stated_mde_about_80_percent_of_the_time():
+    policy = _mae_policy(bootstrap_samples=200)
+    rng = np.random.default_rng(12)
+    n, sd, promoted = 150, 0.3, 0
+    mde = promotion.minimum_detectable_effect("paired_bootstrap", n, sd, confidence=0.95)
+    trials = 200
+    for _ in range(trials):
+        champ_err = rng.uniform(1, 2, n)
+        cand_err = champ_err - mde + rng.normal(0, sd, n)
+        promoted += _decide(policy, promotion.compare(np.zeros(n), cand_err, champ_err, policy)).promote
+    assert 0.70 <= promoted / trials <= 0.90, promoted / trials
+
+
+# ---------------------------------------------------------------------------------------------------------
+# first model: a paired test against the naive baseline on the same examples
+
+
+def test_regression_first_model_significantly_beating_its_baseline(regression_policy):
+    actual, cand, base = _regression(168, champion_sd=0.9, candidate_sd=0.25)
+    base[:24] = np.nan  # the first day has no seasonal-naive forecast
+    d = _first(regression_policy, actual, cand, base)
+    assert (d.promote, d.outcome) == (True, "first_model"), d.reasons
+    assert d.comparison.against == "baseline" and d.comparison.n == 144
+    assert "significantly beats the naive baseline" in _reasons(d) and "n=144" in _reasons(d)
+    assert d.power["powered"] is None and "no minimum improvement applies to a first model" in _reasons(d)
+    assert d.as_dict()["comparison"]["against"] == "baseline"
 
 
 def test_regression_first_model_not_beating_its_baseline(regression_policy):
-    metrics = {"test_rmse": 0.9, "baseline_seasonal_naive_rmse": 0.86}
-    d = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
-                         candidate_metrics=metrics, champion_exists=False)
+    actual, cand, base = _regression(168, champion_sd=0.5, candidate_sd=0.9)
+    d = _first(regression_policy, actual, cand, base)
     assert (d.promote, d.outcome) == (False, "rejected")
-    assert "does not beat the naive baseline" in _reasons(d)
-    tie = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
-                           candidate_metrics={"test_rmse": 0.86, "baseline_seasonal_naive_rmse": 0.86}, champion_exists=False)
-    assert not tie.promote, "a tie with the naive baseline is not beating it"
+    assert "first model: test_rmse" in _reasons(d) and "is not significantly better than the naive baseline" in _reasons(d)
+    tie = _first(regression_policy, actual, base.copy(), base)
+    assert not tie.promote and "not significantly better" in _reasons(tie), "zero lift is not beating it"
 
 
-def test_first_model_lacking_the_metrics_is_rejected(regression_policy):
-    for metrics in ({"test_rmse": 0.2}, {"baseline_seasonal_naive_rmse": 0.8}, {}):
-        d = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
-                             candidate_metrics=metrics, champion_exists=False)
-        assert (d.promote, d.outcome) == (False, "rejected") and "first model: run lacks" in _reasons(d), metrics
+def test_regression_first_model_barely_better_than_its_baseline_is_rejected(regression_policy):
+    actual, cand, base = _regression(168, champion_sd=1.0, candidate_sd=0.95, seed=3)
+    d = _first(regression_policy, actual, cand, base)
+    assert d.comparison.improvement > 0 and d.comparison.ci_high > 0  # better on these hours, within noise
+    assert not d.promote and "not significantly better than the naive baseline" in _reasons(d)
+
+
+def test_tick_model_at_0505_against_a_050_baseline_is_not_champion():
+    """The issue's case: 101 of 200 bars right against the majority class's 100 (n=200)."""
+    policy = _policy(CLASSIFIER)
+    actual = np.array([1, 0] * 100)
+    baseline = np.ones(200, dtype=int)  # majority label: up
+    cand = baseline.copy()
+    cand[1:50:2] = 0  # right on 25 "down" bars (and still right on the "up" bars it keeps) ...
+    cand[0:48:2] = 0  # ... wrong on 24 "up" bars: 101 right in all
+    assert (cand == actual).sum() == 101 and (baseline == actual).sum() == 100
+    d = _first(policy, actual, cand, baseline)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "first model: test_accuracy 0.505 is not significantly better than the naive baseline 0.5" in _reasons(d)
+    assert "p=1" in _reasons(d) and "n=200" in _reasons(d)
+    tie = _first(policy, actual, baseline.copy(), baseline)
+    assert not tie.promote and "not significantly better" in _reasons(tie)
+
+
+def test_first_model_without_baseline_predictions_is_rejected(regression_policy):
+    d = promotion.decide(regression_policy, quality_verdict="passed", n_examples=168, comparison=None,
+                         champion_exists=False)
+    assert (d.promote, d.outcome) == (False, "rejected")
+    assert "no per-example predictions of the naive baseline (baseline_seasonal_naive_rmse)" in _reasons(d)
 
 
 def test_first_model_without_baseline_metric_in_policy():
     policy = _policy(REGRESSION, baseline_metric=None)
-    d = promotion.decide(policy, quality_verdict="passed", n_examples=168, comparison=None,
-                         candidate_metrics={"test_rmse": 5.0}, champion_exists=False)
+    d = promotion.decide(policy, quality_verdict="passed", n_examples=168, comparison=None, champion_exists=False)
     assert (d.promote, d.outcome) == (True, "first_model")
 
 
@@ -235,10 +407,11 @@ def test_champion_missing_is_judged_as_first_model_even_with_a_comparison(regres
     actual, cand, champ = _regression(400, champion_sd=0.6, candidate_sd=1.0)
     c = promotion.compare(actual, cand, champ, regression_policy)
     assert c.improvement < 0
-    metrics = {"test_rmse": 0.3, "baseline_seasonal_naive_rmse": 0.8}
-    d = _decide(regression_policy, c, metrics=metrics, champion=False)
+    good = promotion.compare_with_baseline(actual, cand, actual + 3.0, regression_policy)
+    d = _decide(regression_policy, c, baseline=good, champion=False)
     assert (d.promote, d.outcome) == (True, "first_model")
-    d = _decide(regression_policy, c, metrics={"test_rmse": 0.9, "baseline_seasonal_naive_rmse": 0.8}, champion=False)
+    bad = promotion.compare_with_baseline(actual, cand, actual + 0.1, regression_policy)
+    d = _decide(regression_policy, c, baseline=bad, champion=False)
     assert (d.promote, d.outcome) == (False, "rejected")
 
 
@@ -250,8 +423,7 @@ def test_quality_gate_not_passed_is_rejected_regardless_of_metrics(regression_po
     d = _decide(regression_policy, c, verdict=verdict)
     assert (d.promote, d.outcome) == (False, "rejected")
     assert d.reasons == [f"quality gate verdict is {verdict!r}; only data that passed is promoted"]
-    first = promotion.decide(regression_policy, quality_verdict=verdict, n_examples=400, comparison=None,
-                             candidate_metrics={"test_rmse": 0.1, "baseline_seasonal_naive_rmse": 0.9}, champion_exists=False)
+    first = _first(regression_policy, actual, cand, actual + 3.0, verdict=verdict)
     assert (first.promote, first.outcome) == (False, "rejected"), "a first model is gated too"
 
 
@@ -319,14 +491,13 @@ def test_classifier_too_few_examples_names_the_minimum(classifier_policy):
 
 
 def test_classifier_first_model(classifier_policy):
-    good = promotion.decide(classifier_policy, quality_verdict="passed", n_examples=1000, comparison=None,
-                            candidate_metrics={"test_accuracy": 0.97, "baseline_majority_accuracy": 0.11},
-                            champion_exists=False)
+    actual, cand, _ = _classifier(900, 0, 0, 100)  # 90% right
+    majority = np.zeros(1000, dtype=int)  # class 0: right on 10%
+    good = _first(classifier_policy, actual, cand, majority)
     assert (good.promote, good.outcome) == (True, "first_model")
-    bad = promotion.decide(classifier_policy, quality_verdict="passed", n_examples=1000, comparison=None,
-                           candidate_metrics={"test_accuracy": 0.10, "baseline_majority_accuracy": 0.11},
-                           champion_exists=False)
-    assert (bad.promote, bad.outcome) == (False, "rejected") and "does not beat" in _reasons(bad)
+    assert good.comparison.extra["candidate_only_right"] > 700 and good.comparison.p_value < 1e-10
+    bad = _first(classifier_policy, actual, np.full(1000, 3), majority)  # another constant: a tie
+    assert (bad.promote, bad.outcome) == (False, "rejected") and "not significantly better" in _reasons(bad)
 
 
 def test_classifier_min_improvement_not_reached():
@@ -335,7 +506,7 @@ def test_classifier_min_improvement_not_reached():
     c = promotion.compare(actual, cand, champ, policy)
     d = _decide(policy, c)
     assert (d.promote, d.outcome) == (False, "rejected")
-    assert "below the policy minimum 0.15" in _reasons(d)
+    assert "does not exceed the policy minimum 0.15" in _reasons(d)
 
 
 def test_decision_as_dict_is_plain(classifier_policy):

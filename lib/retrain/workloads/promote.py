@@ -1,7 +1,8 @@
 """The promotion step: judge one candidate event against the current champion, then register and alias.
 
 Order of effects, so that a crash anywhere leaves a state the next run repairs: (1) comparison artifacts on
-the candidate run, (2) register the version (reusing one this run already registered), (3) move the
+the candidate run, with the per-example outcomes the decision was made from (:mod:`retrain.decisions`),
+(2) register the version (reusing one this run already registered), (3) move the
 aliases with compare-and-set, (4) tag the candidate run with the decision. A candidate whose run already
 carries a decision is not judged again.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from retrain import promotion, registry, snapshots, tracking
+from retrain import decisions, promotion, registry, snapshots, tracking
 from retrain.errors import CandidateError, PromotionError, is_infrastructure_error
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,48 @@ def _up_or_down(probability: np.ndarray) -> np.ndarray:
 # registered model -> how its raw model output becomes the predicted label
 POSTPROCESS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"ticks_direction_lgbm": _up_or_down}
 
+
+def _seasonal_naive(run, n: int) -> np.ndarray | None:
+    """The seasonal-naive forecast per test hour, as training scored it (NaN where it has none)."""
+    frame = _optional_artifact_frame(run.info.run_id, "evaluation/test_predictions.parquet")
+    if frame is None or "seasonal_naive" not in frame or len(frame) != n:
+        return None
+    return frame["seasonal_naive"].to_numpy(dtype=float)
+
+
+def _ticks_majority(run, n: int) -> np.ndarray | None:
+    """The majority label of the training window, on every test bar."""
+    import mlflow
+
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evaluation/train.json",
+                                                    tracking_uri=tracking.client().tracking_uri)
+    except Exception as exc:  # MLflow raises several types for a missing artifact
+        if is_infrastructure_error(exc):
+            raise
+        return None
+    with open(local) as handle:
+        label = json.load(handle).get("majority_label")
+    return None if label is None else np.full(n, int(label), dtype=np.int64)
+
+
+def _image_majority(run, n: int) -> np.ndarray | None:
+    """The majority class of the training split of the snapshot the candidate was trained on."""
+    from retrain.workloads import images
+
+    event = json.loads(run.data.tags["retrain.candidate_event"])
+    labels = np.asarray(images._splits(event["data"])["train"].labels)
+    return np.full(n, int(np.bincount(labels, minlength=10).argmax()), dtype=np.int64)
+
+
+# registered model -> the naive baseline's per-example predictions on the held-out examples (None: not logged)
+BASELINES: dict[str, Callable[[Any, int], np.ndarray | None]] = {
+    "household_power_lgbm": _seasonal_naive,
+    "mnist_cnn": _image_majority,
+    "cifar10_cnn": _image_majority,
+    "ticks_direction_lgbm": _ticks_majority,
+}
+
 # registered model -> loader of the candidate's held-out examples (inputs, targets)
 EVALUATION_SETS: dict[str, Callable[[Any], tuple[Any, np.ndarray]]] = {
     "household_power_lgbm": _tabular_eval_set,
@@ -63,6 +106,16 @@ def _artifact_frame(run_id: str, path: str):
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path,
                                                 tracking_uri=tracking.client().tracking_uri)
     return pd.read_parquet(local)
+
+
+def _optional_artifact_frame(run_id: str, path: str):
+    """The artifact as a frame, or None when the run has no such artifact (infrastructure errors raise)."""
+    try:
+        return _artifact_frame(run_id, path)
+    except Exception as exc:  # MLflow raises several types for a missing artifact
+        if is_infrastructure_error(exc):
+            raise
+        return None
 
 
 def _predict(model_uri: str, inputs) -> np.ndarray:
@@ -131,11 +184,12 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
     postprocess = POSTPROCESS.get(model, lambda output: output)
     candidate_pred = postprocess(_predict(event["model_uri"], inputs))
     window_end = data.get("window_end")
+    baseline_pred = BASELINES[model](run, len(actual)) if model in BASELINES else None
+    verdict = run.data.tags.get("quality.verdict", "unknown")
 
     champion = registry.alias_version(model, registry.CHAMPION)
     for _ in range(MAX_ATTEMPTS):
         compared = champion.version if champion else None
-        comparison = None
         champion_window = champion.tags.get("data.window_end") if champion is not None else None
         if window_end and champion_window and window_end < champion_window:
             summary = {"outcome": "rejected", "promote": False, "comparison": None, "model": model,
@@ -145,15 +199,14 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
                                    f"({champion_window}); stale windows are never promoted (backfill policy)"]}
             _log_comparison(run_id, summary, policy)
             return _record(run, model, summary, event, coordinates)
-        if champion is not None:
-            champion_pred = postprocess(_predict(f"models:/{model}/{champion.version}", inputs))
-            comparison = promotion.compare(actual, candidate_pred, champion_pred, policy)
-        decision = promotion.decide(policy, quality_verdict=run.data.tags.get("quality.verdict", "unknown"),
-                                    n_examples=len(actual), comparison=comparison,
-                                    candidate_metrics=run.data.metrics, champion_exists=champion is not None)
+        champion_pred = (postprocess(_predict(f"models:/{model}/{champion.version}", inputs))
+                         if champion is not None else None)
+        decision = promotion.judge_outcomes(policy, actual, candidate_pred, champion=champion_pred,
+                                            baseline=baseline_pred, quality_verdict=verdict)
         summary = decision.as_dict() | {"model": model, "candidate_run_id": run_id, "compared_champion": compared,
                                         "data_version": data.get("version"), "data_sha256": data.get("sha256"),
-                                        "window_end": window_end}
+                                        "window_end": window_end, "record": promotion.record_tags(decision.as_dict())}
+        outcomes = decisions.Outcomes(actual, candidate_pred, champion_pred, baseline_pred)
         with registry.champion_lock(model):
             tags = tracking.client().get_run(run_id).data.tags
             judged = tags.get("promotion.decision")
@@ -168,6 +221,7 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
                 champion = now
                 continue
             _log_comparison(run_id, summary, policy)
+            decisions.log(run_id, outcomes, summary, policy, quality_verdict=verdict)
             if not decision.promote:
                 return _record(run, model, summary, event, coordinates)
             version = registry.register(model, event["model_uri"], run_id, _version_tags(summary, run, coordinates),
@@ -296,7 +350,7 @@ def _version_tags(summary: dict, run, coordinates: Mapping[str, Any]) -> dict[st
         "airflow.dag_id": str(coordinates.get("dag_id", "")),
         "airflow.run_id": str(coordinates.get("run_id", "")),
     }
-    if c:
+    if c and c.get("against", "champion") == "champion":
         tags |= {
             "metric": c["metric"],
             f"metric.{c['metric']}.candidate": f"{c['candidate']:.6g}",
@@ -306,6 +360,7 @@ def _version_tags(summary: dict, run, coordinates: Mapping[str, Any]) -> dict[st
             "p_value": f"{c['p_value']:.4g}",
             "n_eval": str(c["n"]),
         }
+    tags |= {f"decision.{k}": v for k, v in (summary.get("record") or {}).items()}
     return {k: v for k, v in tags.items() if v != ""}
 
 
@@ -317,20 +372,27 @@ def _markdown(summary: dict, policy: promotion.PromotionPolicy) -> str:
               f"candidate run `{summary['candidate_run_id']}`."]
     if c:
         level = round(policy.confidence * 100)
-        lines += ["", "| | candidate | champion (v" + str(summary.get("compared_champion")) + ") | Δ (candidate − champion) |",
-                  "|---|---|---|---|",
+        first = c.get("against") == "baseline"
+        other = "naive baseline" if first else f"champion (v{summary.get('compared_champion')})"
+        lines += ["", f"| | candidate | {other} | Δ (candidate − {other.split(' (')[0]}) |", "|---|---|---|---|",
                   f"| **{c['metric']}** | {c['candidate']:.4f} | {c['champion']:.4f} | {c['delta']:+.4f} "
                   f"({level}% CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], p={c['p_value']:.3g}) |"]
         for metric, g in c["guardrails"].items():
             lines.append(f"| {metric} (guardrail, tolerance {g['tolerance']}) | {g['candidate']:.4f} | {g['champion']:.4f} | "
                          f"{g['candidate'] - g['champion']:+.4f} |")
         lines += ["", f"Paired on n={c['n']} held-out examples; test: {c['test']}."]
+        power = summary.get("power") or {}
+        if power:
+            powered = {True: "yes", False: "**no: inconclusive**", None: "no minimum applies"}[power.get("powered")]
+            lines += ["", f"**Power:** n={power['n']}; minimum detectable effect {power['mde']:.4g} at "
+                          f"{power['power']:.0%} power; min_improvement {power['min_improvement']:.4g}; "
+                          f"large enough: {powered}."]
         if c.get("extra"):
-            e = c["extra"]
+            e, who = c["extra"], "baseline" if first else "champion"
             lines += ["", "| paired outcome | count |", "|---|---|",
                       f"| both right | {e['both_right']} |", f"| only candidate right | {e['candidate_only_right']} |",
-                      f"| only champion right | {e['champion_only_right']} |", f"| both wrong | {e['both_wrong']} |"]
-    else:
+                      f"| only {who} right | {e['champion_only_right']} |", f"| both wrong | {e['both_wrong']} |"]
+    if not c or c.get("against") == "baseline":
         lines += ["", "No champion to compare with: judged against the run's own naive baseline."]
     return "\n".join(lines) + "\n"
 
@@ -352,12 +414,13 @@ def _plot(c: dict, policy: promotion.PromotionPolicy):
     from PIL import Image
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
-    left.bar(["champion", "candidate"], [c["champion"], c["candidate"]], color=["#888", "#2a7"])
+    other = "naive baseline" if c.get("against") == "baseline" else "champion"
+    left.bar([other, "candidate"], [c["champion"], c["candidate"]], color=["#888", "#2a7"])
     left.set_title(c["metric"])
     right.errorbar([0], [c["delta"]], yerr=[[c["delta"] - c["ci_low"]], [c["ci_high"] - c["delta"]]], fmt="o", capsize=8)
     right.axhline(0, color="black", linewidth=0.6)
     right.set_xticks([])
-    right.set_title(f"Δ candidate − champion ({round(policy.confidence * 100)}% CI)")
+    right.set_title(f"Δ candidate − {other} ({round(policy.confidence * 100)}% CI)")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
@@ -372,8 +435,10 @@ def _record(run, model: str, summary: dict, event: Mapping[str, Any], coordinate
     client.set_tag(run_id, "promotion.reasons", " | ".join(summary["reasons"])[:4900])
     if summary.get("version"):
         client.set_tag(run_id, "promotion.version", str(summary["version"]))
+    for key, value in (summary.get("record") or {}).items():  # n, MDE, powered, Δ, CI, p: what `retrain decision` checks
+        client.set_tag(run_id, f"promotion.{key}", value)
     brief = {k: summary.get(k) for k in ("outcome", "promote", "version", "compared_champion", "previous_champion",
-                                         "approval_timeout_hours")}
+                                         "approval_timeout_hours", "power")}
     brief |= {"model": model, "candidate_run_id": run_id, "reasons": summary["reasons"][:5],
               "airflow_run_id": coordinates.get("run_id")}
     client.set_tag(run_id, "promotion.summary", json.dumps(brief, default=str)[:7900])

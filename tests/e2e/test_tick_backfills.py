@@ -164,3 +164,84 @@ def test_a_backfill_started_while_the_previous_one_is_closing_has_one_clean_outc
         assert landed_before == [] and _landed(stack) == []
         return
     pytest.fail("could not start a second backfill while the first was closing in 3 attempts:\n" + "\n".join(attempts))
+
+
+def _partition_state(stack, day: str) -> dict:
+    """The partition's current version, every committed version with its sha256, and every archived arrival."""
+    return _in_stack(stack, f"""
+from retrain import snapshots
+from retrain.ingest import ticks
+day = {day!r}
+print(json.dumps({{"current": snapshots.current_version("ticks", day),
+                  "versions": {{s.version: s.sha256 for s in snapshots.partition_versions("ticks", day)}},
+                  "raw": sorted([a.version, a.location] for a in ticks.archived_versions(day))}}))""")
+
+
+def _window_trainings(stack, day: str) -> list[str]:
+    """``data.window_versions`` of every finished scheduled candidate run whose window ends on ``day``."""
+    return _in_stack(stack, f"""
+from retrain import tracking
+from retrain.workloads import timeseries
+experiment = tracking.client().get_experiment_by_name(tracking.experiment_name(timeseries.WORKLOAD, "ticks"))
+runs = tracking.client().search_runs([experiment.experiment_id], filter_string="attributes.status = 'FINISHED'")
+print(json.dumps(sorted(r.data.tags["data.window_versions"] for r in runs
+                        if r.data.tags.get("data.window_end") == {day!r} and r.data.tags.get("retrain.model_uri")
+                        and r.data.tags.get("retrain.trigger") != "adhoc")))""")
+
+
+def test_a_corrected_partition_backfilled_twice_loses_nothing_and_trains_the_version_its_event_named(
+        stack, tmp_path, days, fault_report):
+    """The newest partition is re-landed with changed content and backfilled twice: every raw file is still
+    archived, the first build still opens against its sha256, and the newest window trained exactly once on
+    the corrected version (the version its event named); the second backfill rebuilds the same bytes: nothing
+    new."""
+    api = stack["api"]
+    day = days[-1]
+    before = _partition_state(stack, day)
+    first = before["current"]
+    trainings_before = _window_trainings(stack, day)
+
+    out = subprocess.run(stack["retrain"] + ["sample-data", "ticks", "--start", day, "--days", "1", "--seed", "4242",
+                                             "--ticks-per-day", "8000", "-o", str(tmp_path / "fix")],
+                         env=stack["env"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    landed = subprocess.run(stack["retrain"] + ["land", "ticks", str(tmp_path / "fix" / f"date={day}")],
+                            env=stack["env"], capture_output=True, text=True, timeout=60)
+    assert landed.returncode == 0, landed.stderr
+
+    # a landed partition is ingested by its daily run or a backfill: the first backfill takes the correction
+    # (a partition already in landing/ is never overwritten by an archived copy), the second rebuilds it again
+    for attempt in range(2):
+        run = _backfill(stack, day, day)
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stdout + stderr
+        assert _landed(stack) == []
+        if attempt == 0:
+            corrected = _partition_state(stack, day)["current"]
+            assert corrected != first, f"the corrected partition {day} was not committed by the backfill"
+            events = [e for e in api.asset_events("source_dag_id=ingest_ticks&order_by=-timestamp&limit=20")
+                      if e["name"] == "ticks" and (e.get("extra") or {}).get("partition") == day]
+            assert events and events[0]["extra"]["version"] == corrected
+            # its event trains the newest window once, on exactly that version, within F
+            deadline = time.monotonic() + 2 * F
+            while not [t for t in _window_trainings(stack, day) if f"{day}={corrected}" in t]:
+                assert time.monotonic() < deadline, f"the corrected window was not trained within {2 * F} s"
+                time.sleep(5)
+    time.sleep(10)  # anything the second backfill would have queued has been asked for by now
+
+    after = _partition_state(stack, day)
+    trainings = _window_trainings(stack, day)
+    new_trainings = [t for t in trainings if t not in trainings_before]
+    lost = {tuple(r) for r in before["raw"]} - {tuple(r) for r in after["raw"]}
+    fault_report(scenario="a corrected tick partition, backfilled twice", fault="re-landed content + 2 backfills",
+                 snapshots=len(after["versions"]), trained_or_superseded=len(new_trainings),
+                 files_lost=len(lost) + len(_landed(stack)), double_champions="-", lost_champion_events="-",
+                 worst_lag_s="-")
+    assert not lost and len(after["raw"]) == len(before["raw"]) + 1, "every arrival's raw files stay archived"
+    assert after["current"] == corrected and set(after["versions"]) == set(before["versions"]) | {corrected}
+    assert _landed(stack) == []
+    # the first build is still readable, checked against its own digest
+    assert _in_stack(stack, f"from retrain import snapshots\n"
+                            f"s = snapshots.open_version('ticks', {day!r}, {first!r}, {before['versions'][first]!r})\n"
+                            "print(json.dumps(snapshots.read_parquet(s).num_rows))") > 0
+    assert len(new_trainings) == 1 and f"{day}={corrected}" in new_trainings[0], new_trainings

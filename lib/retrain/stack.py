@@ -181,6 +181,10 @@ def stack_environment() -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.airflow_home / "logs"),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": os.environ.get(
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "60"),
+        # a restarted scheduler adopts (or fails, and so retries) the tasks of the one that died within a
+        # minute, not Airflow's default five: a worker lost with its scheduler costs one minute of freshness
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": os.environ.get(
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL", "60"),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PYTHONUNBUFFERED": "1",
     }

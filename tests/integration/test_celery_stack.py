@@ -282,6 +282,8 @@ def _start(tmp_path_factory, databases, config_dir, services):
         # a killed worker's task is found after 20 s instead of 60
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        # the scheduler restarted after the PostgreSQL outage adopts the dead one's tasks after 15 s, not 60
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
     }
     retrain = [sys.executable, "-m", "retrain"]
 

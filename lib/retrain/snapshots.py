@@ -269,6 +269,15 @@ def dataset_root(dataset: str) -> str:
     return get_settings().curated(data_asset(dataset).name)
 
 
+def committed(dataset: str) -> list[Snapshot]:
+    """Every committed snapshot of a non-partitioned dataset, oldest first (``sequence``, commit time, version).
+    Reads every manifest: for listings and one-off commands, never on an ingest path (that reads :func:`head`)."""
+    root = dataset_root(dataset)
+    names = [n.split("=", 1)[1] for n in storage.listdir(root) if n.startswith("version=")] if storage.exists(root) else []
+    found = [s for s in (load(dataset, n) for n in names) if s is not None]
+    return sorted(found, key=lambda s: (s.manifest.get("sequence", 0), s.manifest.get("created_at", ""), s.version))
+
+
 def head(dataset: str) -> Snapshot | None:
     """The newest snapshot of a growing dataset (what its next arrival extends), or None before the first."""
     pointer = storage.join(dataset_root(dataset), HEAD)

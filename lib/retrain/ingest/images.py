@@ -31,7 +31,6 @@ from retrain.data import cifar10, images, mnist
 from retrain.errors import DataFormatError, LandingPathError, SnapshotError
 from retrain.ingest import landing
 from retrain.ingest.power import IngestResult
-from retrain.settings import get_settings
 
 log = logging.getLogger(__name__)
 DATASETS = ("mnist", "cifar10")
@@ -69,16 +68,8 @@ def _drop_digest(files: dict[str, bytes]) -> str:
 
 
 def versions(dataset: str) -> list[snapshots.Snapshot]:
-    """Every committed snapshot of a dataset, oldest first (by sequence). Reads every manifest: for listings
-    and tests, never on the ingest path (that reads :func:`retrain.snapshots.head`)."""
-    root = get_settings().curated(dataset)
-    found = []
-    for name in storage.listdir(root):
-        if name.startswith("version="):
-            snap = snapshots.load(dataset, name.split("=", 1)[1])
-            if snap is not None:
-                found.append(snap)
-    return sorted(found, key=lambda s: s.manifest.get("sequence", 0))
+    """Every committed snapshot of a dataset, oldest first (see :func:`retrain.snapshots.committed`)."""
+    return snapshots.committed(dataset)
 
 
 def open_splits(snapshot: snapshots.Snapshot) -> dict[str, images.ShardedSplit]:

@@ -290,9 +290,7 @@ def migrate(run_id: str = "migrate") -> list[dict]:
     folder) into the series, oldest commit first, as if each had just arrived. They stay where they are and
     readable; an arrival already in the series is skipped, so running it again does nothing. No event is
     emitted (the freshness reconcile trains the new head). Returns one line per old snapshot."""
-    root = snapshots.dataset_root(DATASET)
-    names = [n.split("=", 1)[1] for n in storage.listdir(root) if n.startswith("version=")] if storage.exists(root) else []
-    legacy = [s for s in (snapshots.load(DATASET, n) for n in names) if s is not None and not s.manifest.get("series")]
+    legacy = [s for s in snapshots.committed(DATASET) if not s.manifest.get("series")]
     done = []
     with locks.named_lock(f"snapshot.{DATASET}"):
         for old in sorted(legacy, key=lambda s: (s.manifest.get("created_at", ""), s.version)):

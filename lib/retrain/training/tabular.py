@@ -138,8 +138,14 @@ def history_days(table: pa.Table, target: str) -> float:
 
 def check_history(table: pa.Table, cfg: TabularDataset, *, dataset: str, version: str,
                   start: pd.Timestamp, end: pd.Timestamp) -> float:
-    """The window must hold the days training needs; DataQualityError naming the minimum otherwise."""
-    days = history_days(table, cfg.features.target)
+    """The window ``[start, end]`` of ``table`` must hold the days training needs; DataQualityError naming the
+    minimum otherwise."""
+    import pyarrow.compute as pc
+
+    stamps = table["timestamp"]
+    inside = pc.and_(pc.greater_equal(stamps, pa.scalar(start.to_pydatetime(), stamps.type)),
+                     pc.less_equal(stamps, pa.scalar(end.to_pydatetime(), stamps.type)))
+    days = history_days(table.filter(inside), cfg.features.target)
     if days < cfg.min_history_days:
         raise DataQualityError(dataset, version, [{
             "expectation": "training_window", "column": "timestamp",

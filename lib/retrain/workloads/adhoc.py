@@ -157,16 +157,9 @@ def _problem(model: type[BaseModel], error: Mapping[str, Any], tree: Mapping[str
 
 def committed(dataset: str) -> list:
     """Committed snapshots of a non-partitioned dataset, oldest first (sequence, then commit time)."""
-    from retrain import snapshots, storage
-    from retrain.settings import get_settings
+    from retrain import snapshots
 
-    found = []
-    for name in storage.listdir(get_settings().curated(dataset)):
-        if name.startswith("version="):
-            snapshot = snapshots.load(dataset, name.split("=", 1)[1])
-            if snapshot is not None:
-                found.append(snapshot)
-    return sorted(found, key=_commit_order)
+    return snapshots.committed(dataset)
 
 
 def _commit_order(snapshot) -> tuple:

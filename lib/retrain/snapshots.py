@@ -353,10 +353,6 @@ def write_parquet(table, folder: str, name: str = "part-0.parquet") -> dict:
 def read_parquet(snapshot: Snapshot, columns: list[str] | None = None):
     """All data files of a snapshot as one Arrow table."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    tables = []
-    for name in snapshot.files:
-        with storage.open_read(snapshot.file(name)) as handle:
-            tables.append(pq.read_table(handle, columns=columns))
+    tables = [storage.read_parquet(snapshot.file(name), columns=columns) for name in snapshot.files]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]

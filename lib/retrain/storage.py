@@ -405,6 +405,32 @@ def local_path(location: str) -> Iterator[Path]:
         yield target
 
 
+def read_parquet(location: str, columns: list[str] | None = None, filters=None):
+    """A parquet file as one Arrow table, read by pyarrow's own file I/O from a path.
+
+    Never from a Python file object: with one, pyarrow's thread pool can abort the interpreter at exit
+    ("terminate called without an active exception", exit 134, apache/arrow#50482), after the work succeeded.
+    """
+    import pyarrow.parquet as pq
+
+    with local_path(location) as path:
+        return pq.read_table(path, columns=columns, filters=filters)
+
+
+def read_frame(location: str):
+    """A parquet file as a pandas DataFrame (its index restored), read as :func:`read_parquet` reads."""
+    return read_parquet(location).to_pandas()
+
+
+def write_frame(frame, location: str, *, index: bool | None = None) -> None:
+    """Write a DataFrame as one parquet file in one step (``index`` as :meth:`pandas.DataFrame.to_parquet`)."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=index)
+    write_bytes(location, buffer.getvalue())
+
+
 @contextlib.contextmanager
 def staged_directory(final: str) -> Iterator[str]:
     """Build a directory under a temporary name, then put it in place in one step.

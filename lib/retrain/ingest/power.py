@@ -126,10 +126,7 @@ def _checked(table: pa.Table, file_name: str) -> pa.Table:
 # --- one month's shard --------------------------------------------------------------------------------------
 
 def _read_shard(snapshot: snapshots.Snapshot, entry: dict) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    with storage.open_read(snapshot.file(entry["path"])) as handle:
-        return pq.read_table(handle).cast(power.SCHEMA)
+    return storage.read_parquet(snapshot.file(entry["path"])).cast(power.SCHEMA)
 
 
 def _shard_bytes(table: pa.Table) -> bytes:

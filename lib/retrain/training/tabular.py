@@ -89,8 +89,6 @@ def read_range(snapshot: snapshots.Snapshot, start: pd.Timestamp, end: pd.Timest
                columns: list[str] | None = None) -> pa.Table:
     """The snapshot's readings in ``[start, end]``: only the shards (months) that overlap it are opened, only
     ``columns`` are read, and row groups outside it are skipped by their statistics."""
-    import pyarrow.parquet as pq
-
     from retrain.data import power
 
     entries = snapshot.manifest["files"]
@@ -100,8 +98,7 @@ def read_range(snapshot: snapshots.Snapshot, start: pd.Timestamp, end: pd.Timest
     schema = power.SCHEMA if columns is None else pa.schema([power.SCHEMA.field(c) for c in columns])
     tables = []
     for entry in entries:
-        with storage.local_path(snapshot.file(entry["path"])) as path:
-            tables.append(pq.read_table(path, columns=columns, filters=bounds).cast(schema))
+        tables.append(storage.read_parquet(snapshot.file(entry["path"]), columns=columns, filters=bounds).cast(schema))
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables).sort_by("timestamp") if len(tables) > 1 else tables[0]
@@ -195,7 +192,7 @@ def prepare(snapshot: snapshots.Snapshot, cfg: TabularDataset, work: str) -> dic
     features = build_features(hours, cfg)
     split = time_split(features, cfg, dataset=snapshot.dataset, version=snapshot.version)
     for name, part in (("train", split.train), ("valid", split.valid), ("test", split.test)):
-        _write_frame(part, storage.join(work, f"{name}.parquet"))
+        storage.write_frame(part, storage.join(work, f"{name}.parquet"))
     summary = {"window": {"days": cfg.window_days, "start": str(start), "end": str(end), "readings": rows},
                "split": split.describe(), "features": feature_columns(split.train),
                "hours": len(hours), "seconds": round(time.perf_counter() - started, 3)}
@@ -203,17 +200,6 @@ def prepare(snapshot: snapshots.Snapshot, cfg: TabularDataset, work: str) -> dic
     return summary
 
 
-def _write_frame(frame: pd.DataFrame, location: str) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer)
-    storage.write_bytes(location, buffer.getvalue())
-
-
-def read_frame(location: str) -> pd.DataFrame:
-    with storage.open_read(location) as handle:
-        return pd.read_parquet(handle)
 
 
 def lightgbm_params(cfg: TabularDataset) -> dict:
@@ -232,7 +218,8 @@ def train(cfg: TabularDataset, work: str) -> dict:
     import lightgbm as lgb
 
     started = time.perf_counter()
-    train_frame, valid_frame = read_frame(storage.join(work, "train.parquet")), read_frame(storage.join(work, "valid.parquet"))
+    train_frame = storage.read_frame(storage.join(work, "train.parquet"))
+    valid_frame = storage.read_frame(storage.join(work, "valid.parquet"))
     columns = feature_columns(train_frame)
     train_set = lgb.Dataset(train_frame[columns], label=train_frame["target"], free_raw_data=True)
     valid_set = lgb.Dataset(valid_frame[columns], label=valid_frame["target"], reference=train_set)
@@ -270,7 +257,7 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict:
 def evaluate(cfg: TabularDataset, work: str) -> dict:
     """Score the model and the seasonal-naive baseline on the same test hours; write predictions and plots."""
     booster = load_booster(work)
-    test = read_frame(storage.join(work, "test.parquet"))
+    test = storage.read_frame(storage.join(work, "test.parquet"))
     columns = feature_columns(test)
     predicted = booster.predict(test[columns])
     actual = test["target"].to_numpy()
@@ -287,7 +274,7 @@ def evaluate(cfg: TabularDataset, work: str) -> dict:
     }
     predictions = pd.DataFrame({"timestamp": test.index, "actual": actual, "predicted": predicted,
                                 "seasonal_naive": test["seasonal_naive"].to_numpy()})
-    _write_frame(predictions, storage.join(work, "test_predictions.parquet"))
+    storage.write_frame(predictions, storage.join(work, "test_predictions.parquet"))
     storage.write_text(storage.join(work, "evaluate.json"), json.dumps(metrics, indent=2))
     _plots(booster, columns, predictions, work)
     return metrics

@@ -107,8 +107,8 @@ def _log_body(cfg: config.TabularDataset, lineage: tracking.Lineage, work: str, 
     tracking.log_metric_history(train_summary["history"], prefix="iter_")
 
     data = lineage.data
-    train_frame = tabular.read_frame(storage.join(work, "train.parquet"))
-    test_frame = tabular.read_frame(storage.join(work, "test.parquet"))
+    train_frame = storage.read_frame(storage.join(work, "train.parquet"))
+    test_frame = storage.read_frame(storage.join(work, "test.parquet"))
     source = str(data.get("uri"))
     digest = str(data.get("sha256", ""))[:20]
     mlflow.log_input(mlflow.data.from_pandas(train_frame.reset_index(), source=source, targets="target",

@@ -246,7 +246,7 @@ def features(window: Mapping[str, Any], work: str, cfg: config.TickTrainingConfi
     snaps = window_snapshots(window)
     train, valid, test = ticks.prepare(snaps, cfg or dataset_config())
     for name, frame in (("train", train), ("valid", valid), ("test", test)):
-        _write(frame, storage.join(work, f"{name}.parquet"))
+        storage.write_frame(frame, storage.join(work, f"{name}.parquet"), index=False)
     return {"train": len(train), "valid": len(valid), "test": len(test)}
 
 
@@ -254,7 +254,8 @@ def train(work: str, cfg: config.TickTrainingConfig | None = None) -> dict:
     """LightGBM on the work folder's train/valid features; the booster and its summary go back there."""
     from retrain.training import ticks
 
-    model = ticks.train(_read(storage.join(work, "train.parquet")), _read(storage.join(work, "valid.parquet")),
+    model = ticks.train(storage.read_frame(storage.join(work, "train.parquet")),
+                        storage.read_frame(storage.join(work, "valid.parquet")),
                         cfg or dataset_config())
     storage.write_text(storage.join(work, "model.txt"), model.booster.model_to_string())
     summary = model.summary() | {"feature_names": model.features, "up_fraction": model.up_fraction,
@@ -278,10 +279,10 @@ def evaluate(work: str) -> dict:
     from retrain.training import ticks
 
     model = _model(work)
-    test = _read(storage.join(work, "test.parquet"))
+    test = storage.read_frame(storage.join(work, "test.parquet"))
     metrics, predictions = ticks.evaluate(model, test)
-    _write(predictions, storage.join(work, "test_predictions.parquet"))
-    _write(test[model.features + ["label"]], storage.join(work, "test_features.parquet"))
+    storage.write_frame(predictions, storage.join(work, "test_predictions.parquet"), index=False)
+    storage.write_frame(test[model.features + ["label"]], storage.join(work, "test_features.parquet"), index=False)
     storage.write_text(storage.join(work, "evaluate.json"), json.dumps(metrics, indent=2))
     return metrics
 
@@ -332,7 +333,7 @@ def _log_body(cfg: config.TickTrainingConfig, lineage: tracking.Lineage, work: s
         tracking.log_work_files(storage.join(quality_dir, partition), tracking.QUALITY_REPORTS, f"quality/{partition}",
                                 optional=True)
     model = _model(work)
-    test = _read(storage.join(work, "test_features.parquet"))
+    test = storage.read_frame(storage.join(work, "test_features.parquet"))
     example = test[model.features].head(5)
     info = mlflow.lightgbm.log_model(
         model.booster, name="model", signature=infer_signature(example, model.booster.predict(example)),
@@ -341,18 +342,3 @@ def _log_body(cfg: config.TickTrainingConfig, lineage: tracking.Lineage, work: s
                           f"numpy=={numpy.__version__}", f"pandas=={pandas.__version__}"],
     )
     return {"model_uri": info.model_uri, "metrics": metrics}
-
-
-def _write(frame, location: str) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    storage.write_bytes(location, buffer.getvalue())
-
-
-def _read(location: str):
-    import pandas as pd
-
-    with storage.open_read(location) as handle:
-        return pd.read_parquet(handle)

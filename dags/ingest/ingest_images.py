@@ -52,7 +52,7 @@ for dataset in ("mnist", "cifar10"):
             """Names of the drops this run ingests (those its events name, or all waiting in the landing folder)."""
             return orchestration.landed_names(context, dataset)
 
-        @task(outlets=[asset])
+        @task(outlets=[asset], multiple_outputs=False)
         @orchestration.permanent_errors_fail_fast
         def ingest(drop: str, dataset: str = dataset, asset=asset, *, outlet_events=None, run_id=None) -> dict:
             """One drop -> one cumulative snapshot -> one image dataset event."""

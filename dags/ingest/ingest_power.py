@@ -47,7 +47,7 @@ with DAG(
         """Names of the files this run ingests (those its events name, or all waiting in landing/household_power/)."""
         return orchestration.landed_names(context, DATASET)
 
-    @task(outlets=[HOUSEHOLD_POWER])
+    @task(outlets=[HOUSEHOLD_POWER], multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def ingest(file_name: str, *, outlet_events=None, run_id=None) -> dict:
         """One landed file -> one committed snapshot -> one household_power event."""

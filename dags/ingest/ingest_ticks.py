@@ -47,7 +47,7 @@ with DAG(
         timeout=int(wait_hours * 3600),
     )
 
-    @task(outlets=[TICKS])
+    @task(outlets=[TICKS], multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def ingest_partition(*, dag_run=None, params=None, outlet_events=None, run_id=None) -> dict:
         """The partition's snapshot; a `ticks` event when its content changed."""

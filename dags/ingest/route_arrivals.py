@@ -37,7 +37,7 @@ with DAG(
     **orchestration.dag_kwargs("ingest"),
 ):
 
-    @task(inlets=orchestration.arrivals_inlets(), outlets=[orchestration.landing_alias()])
+    @task(inlets=orchestration.arrivals_inlets(), outlets=[orchestration.landing_alias()], multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def route(**context) -> dict:
         """One landing.<dataset> event per dataset with new objects (from SQS messages, or the sweep)."""

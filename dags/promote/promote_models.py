@@ -54,7 +54,7 @@ def promotion_tasks(candidates: list) -> None:
         which only GPU workers carry; `default` for the others)."""
         return orchestration.by_judge_queue(orchestration.candidate_events(context, candidates))[queue]
 
-    @task(outlets=[CHAMPIONS])
+    @task(outlets=[CHAMPIONS], multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def judge(event: dict, *, outlet_events=None, **context) -> dict:
         """Decision for one candidate; registers and aliases it when it wins."""

@@ -53,13 +53,13 @@ with DAG(
     **orchestration.dag_kwargs(adhoc.DAG_ID),
 ):
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def plan(*, params=None) -> dict:
         """The validated plan: workload, dataset, snapshot, effective config, resources; fails fast on bad params."""
         return adhoc.plan(params)
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def quality_gate(plan: dict, **context) -> dict:
         """Quality report summary; raises (no retry) when the data fails its suite."""
@@ -71,19 +71,19 @@ with DAG(
         """The train task of the planned resource profile."""
         return f"on_{plan['resources']}.train"
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def train(plan: dict, gate: dict, **context) -> dict:
         """The trained model in the run's work folder."""
         return adhoc.train(plan, orchestration.work_folder(context, plan["dataset"]))
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def evaluate(plan: dict, trained: dict, **context) -> dict:
         """Test metrics beside the workload's baselines."""
         return adhoc.evaluate(plan, orchestration.work_folder(context, plan["dataset"]))
 
-    @task(outlets=[CANDIDATES], trigger_rule="none_failed_min_one_success")
+    @task(outlets=[CANDIDATES], trigger_rule="none_failed_min_one_success", multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def log_candidate(plan: dict, gate: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event only when the plan says publish."""

@@ -53,7 +53,7 @@ with DAG(
 
     @task_group
     def pipeline(event: dict):
-        @task
+        @task(multiple_outputs=False)
         @orchestration.permanent_errors_fail_fast
         def quality_gate(event: dict, **context) -> dict:
             """Quality report summary; raises (no retry) when the snapshot fails its suite."""
@@ -61,7 +61,7 @@ with DAG(
 
             return images.gate(event, orchestration.work_folder(context, event["dataset"]))
 
-        @task(pool="gpu", queue="gpu")
+        @task(pool="gpu", queue="gpu", multiple_outputs=False)
         @orchestration.permanent_errors_fail_fast
         def train(event: dict, gate: dict, **context) -> dict:
             """The trained CNN (resumes from the last checkpoint on retry)."""
@@ -70,7 +70,7 @@ with DAG(
             overrides = {k: context["params"].get(k) for k in ("epochs", "batch_size", "lr", "device")}
             return images.train(event, orchestration.work_folder(context, event["dataset"]), overrides)
 
-        @task(pool="gpu", queue="gpu")
+        @task(pool="gpu", queue="gpu", multiple_outputs=False)
         @orchestration.permanent_errors_fail_fast
         def evaluate(event: dict, trained: dict, **context) -> dict:
             """Test metrics, confusion matrix and the majority-class baseline."""
@@ -78,7 +78,7 @@ with DAG(
 
             return images.evaluate(event, orchestration.work_folder(context, event["dataset"]))
 
-        @task(queue="gpu", outlets=[CANDIDATES])  # logging a PyTorch model needs torch: GPU workers have it
+        @task(queue="gpu", outlets=[CANDIDATES], multiple_outputs=False)  # logging a PyTorch model needs torch: GPU workers have it
         @orchestration.permanent_errors_fail_fast
         def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
             """The MLflow candidate run; emits the candidate-model event."""

@@ -39,14 +39,14 @@ with DAG(
     **orchestration.dag_kwargs(WORKLOAD),
 ):
 
-    @task(inlets=[HOUSEHOLD_POWER])
+    @task(inlets=[HOUSEHOLD_POWER], multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def resolve_snapshot(**context) -> dict:
         """The snapshot this run trains (the newest of its events in data time), claimed in the freshness ledger;
         skips the run when another run holds it, holds a newer one, or trained it."""
         return orchestration.snapshot_to_train(context, DATASET)
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def quality_gate(event: dict, **context) -> dict:
         """Quality report summary; raises (no retry) when the snapshot fails its suite."""
@@ -54,7 +54,7 @@ with DAG(
 
         return tabular.gate(event, orchestration.work_folder(context, DATASET))
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def prepare(event: dict, gate: dict, **context) -> dict:
         """Train/validation/test feature files in the run's work folder."""
@@ -62,7 +62,7 @@ with DAG(
 
         return tabular.prepare(event, orchestration.work_folder(context, DATASET))
 
-    @task(pool="cpu")
+    @task(pool="cpu", multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def train(features: dict, **context) -> dict:
         """A LightGBM booster (model.txt) with its per-iteration history."""
@@ -70,7 +70,7 @@ with DAG(
 
         return tabular.train(DATASET, orchestration.work_folder(context, DATASET))
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def evaluate(trained: dict, **context) -> dict:
         """Test metrics of the model and the seasonal-naive baseline, predictions and plots."""
@@ -78,7 +78,7 @@ with DAG(
 
         return tabular.evaluate(DATASET, orchestration.work_folder(context, DATASET))
 
-    @task(outlets=[CANDIDATE])
+    @task(outlets=[CANDIDATE], multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event."""

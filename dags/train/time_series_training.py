@@ -54,7 +54,7 @@ with DAG(
 
         return timeseries.ready_to_resolve()
 
-    @task(inlets=[TICKS])
+    @task(inlets=[TICKS], multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def resolve_window(*, ti=None, dag_run=None, params=None, triggering_asset_events=None) -> dict:
         """The window's exact (partition, version, sha256) entries; skips the run when the backfill policy says so."""
@@ -73,7 +73,7 @@ with DAG(
             raise AirflowSkipException("this window is trained or being trained by another run (freshness claim)")
         return window
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def quality_gate(window: dict, **context) -> dict:
         """One quality report per partition; raises (no retry) when any partition fails."""
@@ -81,7 +81,7 @@ with DAG(
 
         return timeseries.gate(window, orchestration.work_folder(context, "ticks"))
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def features(window: dict, gate: dict, **context) -> dict:
         """Bar features of the window, split walk-forward."""
@@ -89,7 +89,7 @@ with DAG(
 
         return timeseries.features(window, orchestration.work_folder(context, "ticks"))
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def train(split: dict, **context) -> dict:
         """The LightGBM direction model."""
@@ -97,7 +97,7 @@ with DAG(
 
         return timeseries.train(orchestration.work_folder(context, "ticks"))
 
-    @task
+    @task(multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def evaluate(trained: dict, **context) -> dict:
         """Accuracy, log loss and AUC on the test partition beside the baselines."""
@@ -105,7 +105,7 @@ with DAG(
 
         return timeseries.evaluate(orchestration.work_folder(context, "ticks"))
 
-    @task(outlets=[CANDIDATE])
+    @task(outlets=[CANDIDATE], multiple_outputs=False)
     @orchestration.permanent_errors_fail_fast
     def log_candidate(window: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event."""

@@ -50,6 +50,14 @@ def test_dag_has_owner_retries_tags_and_docs(dagbag, dag_id):
         assert task.on_failure_callback, task.task_id
 
 
+def test_no_task_splits_its_result_into_one_xcom_per_key(dagbag):
+    """A task that returns a dict pushes it as one XCom: nothing downstream reads single keys, and
+    ``multiple_outputs`` inferred from ``-> dict`` would store every key a second time (ruff AIR202)."""
+    split = sorted(f"{dag.dag_id}.{task.task_id}" for dag in dagbag.dags.values() for task in dag.tasks
+                   if getattr(task, "multiple_outputs", False))
+    assert split == []
+
+
 def test_training_is_scheduled_on_its_asset_and_emits_the_candidate(dagbag):
     dag = dagbag.dags["tabular_ml_training"]
     condition = dag.timetable.asset_condition

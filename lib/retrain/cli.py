@@ -18,6 +18,9 @@ from retrain import environment
 from retrain.settings import get_settings
 
 
+EXIT_INFRASTRUCTURE, EXIT_USAGE, EXIT_DATA = 1, 2, 3  # usage/config errors 2; data refused 3; services 1
+
+
 def _print(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
@@ -219,6 +222,10 @@ def cmd_history(args) -> int:
     from retrain import registry
 
     entries = registry.history(args.model)
+    if entries is None:
+        print(f"{args.model} has no registered version yet: nothing has been promoted, so there is no history",
+              file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         _print(entries)
         return 0
@@ -452,15 +459,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from retrain.errors import ConfigError
+    from retrain.errors import (ConfigError, DataFormatError, DataQualityError, LandingPathError, SnapshotError,
+                                is_infrastructure_error)
 
     started = time.perf_counter()
     try:
         environment.apply()
         return args.func(args)
-    except ConfigError as exc:  # a setting or connection the user must fix: the message says which
+    except (ConfigError, LandingPathError) as exc:  # a setting, connection or name the user must fix
         print(f"retrain {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (DataQualityError, DataFormatError, SnapshotError) as exc:  # the data is refused: the message says why
+        print(f"retrain {args.command}: data refused: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except Exception as exc:
+        if not is_infrastructure_error(exc):
+            raise  # a bug: its traceback is what a report needs
+        print(f"retrain {args.command}: a service is unreachable or failed ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else exc!r}); try again once it is back", file=sys.stderr)
+        return EXIT_INFRASTRUCTURE
     finally:
         if args.verbose:
             print(f"({time.perf_counter() - started:.1f}s)", file=sys.stderr)

@@ -246,7 +246,14 @@ def _finish_rollback(name: str, intent: dict, *, repaired: bool = False) -> Move
     return Move(target, rolled_back, entry, repaired=repaired)
 
 
-def history(name: str) -> list[dict]:
-    """Every alias move recorded for a registered model, oldest first."""
-    model = tracking.client().get_registered_model(name)
+def history(name: str) -> list[dict] | None:
+    """Every alias move recorded for a registered model, oldest first; None when no version of it is registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = tracking.client().get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
     return [json.loads(v) for k, v in sorted((model.tags or {}).items()) if k.startswith("audit.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,3 +52,48 @@ def test_up_refuses_an_unknown_component_before_starting_anything(tmp_path):
     assert "retrain up: unknown stack component(s) ['schedular']" in out.stderr and "'scheduler'" in out.stderr
     assert "Traceback" not in out.stderr
     assert not list(tmp_path.rglob("*.pid"))
+
+
+def _retrain(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "retrain", *argv], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict[str, str]:
+    """The CLI's environment: its own RETRAIN_HOME and a SQLite MLflow store there."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIN_", "AIRFLOW", "MLFLOW"))}
+    return keep | {"RETRAIN_HOME": str(tmp_path / "home"),
+                   "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+
+def test_data_too_short_to_train_on_is_refused_with_exit_3_and_the_minimum_not_a_traceback(tmp_path, cli_env):
+    from retrain.data.power import generate_power
+
+    source = tmp_path / "power.txt"
+    source.write_bytes(generate_power(3 * 1440, seed=5))
+    assert _retrain("land", "household_power", str(source), env=cli_env).returncode == 0
+    ingested = _retrain("ingest", "household_power", env=cli_env)
+    assert ingested.returncode == 0, ingested.stderr
+    version = json.loads(ingested.stdout)["event"]["version"]
+    for step in ("gate", "train"):
+        out = _retrain(step, "household_power", version, env=cli_env)
+        assert out.returncode == 3, out.stderr
+        assert f"retrain {step}: data refused: household_power snapshot {version} failed" in out.stderr
+        assert "at least 35 days" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_history_of_a_model_with_no_version_says_so(cli_env):
+    out = _retrain("history", "mnist_cnn", env=cli_env)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == ("mnist_cnn has no registered version yet: nothing has been "
+                                                   "promoted, so there is no history")
+    assert "Traceback" not in out.stderr
+
+
+def test_an_unreachable_tracking_server_is_one_line_with_exit_1(cli_env):
+    env = cli_env | {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    out = _retrain("history", "mnist_cnn", env=env)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("retrain history: a service is unreachable or failed (")
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

@@ -63,7 +63,7 @@ def main() -> int:
         from retrain import environment
 
         environment.apply(override=True)
-        from retrain.data import ticks
+        from retrain.data import tick_generator
         from retrain.ingest import landing
         from retrain.stack import AirflowApi
 
@@ -73,8 +73,8 @@ def main() -> int:
         for seed, day in enumerate(days):
             folder = staging / f"date={day}"
             folder.mkdir()
-            table = ticks.generate_ticks(date.fromisoformat(day), ticks_per_day=TICKS_PER_DAY, seed=seed)
-            (folder / "ticks.csv").write_bytes(ticks.to_csv_bytes(table))
+            table = tick_generator.generate_ticks(date.fromisoformat(day), ticks_per_day=TICKS_PER_DAY, seed=seed)
+            (folder / "ticks.csv").write_bytes(tick_generator.to_csv_bytes(table))
             landing.land("ticks", str(folder))
 
         pids = [int(p.read_text()) for p in (home / "run").glob("*.pid")]

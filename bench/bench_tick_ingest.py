@@ -1,8 +1,8 @@
-"""Tick ingest throughput: ``retrain.data.ticks`` (pyarrow) vs a naive pandas ``read_csv`` + ``to_parquet``.
+"""Tick ingest throughput: ``retrain.data.tick_reader`` (pyarrow) vs a naive pandas ``read_csv`` + ``to_parquet``.
 
 How it is measured
 ------------------
-1. ``retrain.data.ticks.generate_ticks`` makes one dense partition (``ROWS`` ticks, 4 symbols, one UTC day) and
+1. ``retrain.data.tick_generator.generate_ticks`` makes one dense partition (``ROWS`` ticks, 4 symbols, one UTC day) and
    ``to_csv_bytes`` writes it to a temporary CSV file in feed order (by timestamp), as a vendor would deliver
    it. Not timed.
 2. Each pipeline runs in its own fresh subprocess (so peak RSS is its own), ``REPEATS`` times, alternating:
@@ -63,11 +63,11 @@ def _child(mode: str, source: str, target: str) -> None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     if mode == "generate":
-        from retrain.data import ticks
+        from retrain.data import tick_generator, ticks
 
         started = time.perf_counter()
-        table = ticks.generate_ticks(DAY, list(ticks.DEFAULT_SYMBOLS), ROWS, seed=0)
-        Path(source).write_bytes(ticks.to_csv_bytes(table))
+        table = tick_generator.generate_ticks(DAY, list(ticks.DEFAULT_SYMBOLS), ROWS, seed=0)
+        Path(source).write_bytes(tick_generator.to_csv_bytes(table))
         print(json.dumps({"seconds": time.perf_counter() - started, "bytes": Path(source).stat().st_size}))
         return
     if mode == "imports":
@@ -75,25 +75,25 @@ def _child(mode: str, source: str, target: str) -> None:
         import pyarrow.csv  # noqa: F401
         import pyarrow.parquet  # noqa: F401
 
-        from retrain.data import ticks  # noqa: F401
+        from retrain.data import tick_reader, ticks  # noqa: F401
 
         print(json.dumps({"rss_mb": peak_mb()}))
         return
     extra: dict = {}
     if mode == "retrain":
-        from retrain.data import ticks
+        from retrain.data import tick_reader, ticks
 
         def run() -> list[str]:
-            table = ticks.normalize_partition([(Path(source).name, source)], DAY.isoformat())
+            table = tick_reader.normalize_partition([(Path(source).name, source)], DAY.isoformat())
             extra["table_mb"] = table.nbytes / 2**20
             return [entry["path"] for entry in ticks.write_partition(table, target)]
     elif mode == "parse":
         import pyarrow.csv as pacsv
 
-        from retrain.data import ticks
+        from retrain.data import tick_reader
 
         def run() -> list[str]:
-            table = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(column_types=ticks._CSV_TYPES))
+            table = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(column_types=tick_reader._CSV_TYPES))
             extra["rows"] = table.num_rows  # no files to count them in
             return []
     else:
@@ -156,7 +156,7 @@ def main() -> int:
         print(f"  {label:<36} {wall:6.2f} s wall (runs: {', '.join(f'{w:.2f}' for w in walls)}), "
               f"{cpu:5.2f} s CPU, {ROWS / wall / 1e6:5.2f} M rows/s, peak RSS {rss:5.0f} MB, "
               + (f"{last['files']} parquet file(s) {last['bytes'] / 1e6:.0f} MB" if last["files"] else "no output"))
-    print(f"  (importing pandas + pyarrow + retrain.data.ticks alone peaks at {imports['rss_mb']:.0f} MB RSS; "
+    print(f"  (importing pandas + pyarrow + the tick reader alone peaks at {imports['rss_mb']:.0f} MB RSS; "
           f"the normalised partition holds {runs['retrain'][-1]['table_mb']:.0f} MB)")
 
     ratio = summary["retrain"]["rows_per_s"] / summary["pandas"]["rows_per_s"]

@@ -60,12 +60,12 @@ def ticks(folder: str, *, start: date, days: int, ticks_per_day: int, symbols: l
     """``days`` tick partitions from ``start``: ``folder/date=YYYY-MM-DD/ticks.csv`` each; returns the folders."""
     from datetime import timedelta
 
-    from retrain.data import ticks as tick_data
+    from retrain.data import tick_generator, ticks as tick_data
 
     written = []
     for i in range(days):
         day = start + timedelta(days=i)
-        table = tick_data.generate_ticks(day, symbols or list(tick_data.DEFAULT_SYMBOLS), ticks_per_day, seed=seed + i)
+        table = tick_generator.generate_ticks(day, symbols or list(tick_data.DEFAULT_SYMBOLS), ticks_per_day, seed=seed + i)
         written.append(_write_drop(storage.join(folder, f"date={day.isoformat()}"),
-                                   {"ticks.csv": tick_data.to_csv_bytes(table)}))
+                                   {"ticks.csv": tick_generator.to_csv_bytes(table)}))
     return written

@@ -209,7 +209,7 @@ def test_an_unpublished_candidate_is_judged_when_promotion_names_its_run(dags, i
 
 
 def test_timeseries_run_trains_the_window_its_override_asks_for(tmp_path):
-    from retrain.data import ticks
+    from retrain.data import tick_generator
     from retrain.errors import ConfigError
     from retrain.ingest import landing
     from retrain.ingest import ticks as ingest_ticks
@@ -218,7 +218,7 @@ def test_timeseries_run_trains_the_window_its_override_asks_for(tmp_path):
     for seed, day in enumerate(TICK_DAYS):
         folder = tmp_path / f"date={day}"
         folder.mkdir()
-        (folder / "ticks.csv").write_bytes(ticks.to_csv_bytes(ticks.generate_ticks(date.fromisoformat(day),
+        (folder / "ticks.csv").write_bytes(tick_generator.to_csv_bytes(tick_generator.generate_ticks(date.fromisoformat(day),
                                                                                    ticks_per_day=12_000, seed=seed)))
         landing.land("ticks", str(folder))
         ingest_ticks.ingest_partition(day, f"adhoc-test-{day}")

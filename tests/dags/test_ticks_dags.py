@@ -17,13 +17,13 @@ def dags(airflow_db):
 
 
 def _land(tmp_path, day: str, seed: int) -> None:
-    from retrain.data import ticks
+    from retrain.data import tick_generator
     from retrain.ingest import landing
 
-    table = ticks.generate_ticks(date.fromisoformat(day), ticks_per_day=40_000, seed=seed)
+    table = tick_generator.generate_ticks(date.fromisoformat(day), ticks_per_day=40_000, seed=seed)
     folder = tmp_path / f"date={day}"
     folder.mkdir()
-    (folder / "ticks.csv").write_bytes(ticks.to_csv_bytes(table))
+    (folder / "ticks.csv").write_bytes(tick_generator.to_csv_bytes(table))
     landing.land("ticks", str(folder))
 
 

@@ -191,14 +191,14 @@ def test_tick_backfill_trains_only_the_newest_window(stack, tmp_path):
 
     import mlflow
 
-    from retrain.data import ticks
+    from retrain.data import tick_generator
 
     api = stack["api"]
     days = ["2026-03-02", "2026-03-03", "2026-03-04"]
     for seed, day in enumerate(days):
         folder = tmp_path / f"date={day}"
         folder.mkdir()
-        (folder / "ticks.csv").write_bytes(ticks.to_csv_bytes(ticks.generate_ticks(date.fromisoformat(day),
+        (folder / "ticks.csv").write_bytes(tick_generator.to_csv_bytes(tick_generator.generate_ticks(date.fromisoformat(day),
                                                                                     ticks_per_day=40_000, seed=seed)))
         out = subprocess.run(stack["retrain"] + ["land", "ticks", str(folder)], env=stack["env"],
                              capture_output=True, text=True, timeout=60)

@@ -388,11 +388,11 @@ def test_the_dag_processor_keeps_the_sqs_watcher_of_route_arrivals(sqs_dags):
 def test_a_tick_partition_on_s3_is_complete_once_its_marker_is_there(s3_env, tmp_path):
     from datetime import date
 
-    from retrain.data import ticks as tick_data
+    from retrain.data import tick_generator
     from retrain.ingest import landing, ticks
 
-    table = tick_data.generate_ticks(date(2026, 2, 2), ticks_per_day=2000, seed=1)
-    landed = _land(tmp_path, "ticks", "date=2026-02-02", {"ticks.csv": tick_data.to_csv_bytes(table)})
+    table = tick_generator.generate_ticks(date(2026, 2, 2), ticks_per_day=2000, seed=1)
+    landed = _land(tmp_path, "ticks", "date=2026-02-02", {"ticks.csv": tick_generator.to_csv_bytes(table)})
     assert storage.listdir(landed) == [landing.DROP_COMPLETE, "ticks.csv"]  # what the S3 sensor waits for
     result = ticks.ingest_partition("2026-02-02", "run-ticks")
     assert result.status == "ingested" and result.snapshot.partition == "2026-02-02"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from retrain import snapshots, storage
-from retrain.data import ticks as tick_data
+from retrain.data import tick_generator
 from retrain.errors import SnapshotError
 from retrain.ingest import landing
 from retrain.ingest import ticks
@@ -23,10 +23,10 @@ def land(retrain_home, tmp_path):
     """``land(day, seed)``: land one partition's CSV (a different seed is corrected content)."""
 
     def _land(day: str, seed: int, name: str = "ticks.csv") -> None:
-        table = tick_data.generate_ticks(date.fromisoformat(day), ticks_per_day=4_000, seed=seed)
+        table = tick_generator.generate_ticks(date.fromisoformat(day), ticks_per_day=4_000, seed=seed)
         folder = tmp_path / f"src-{day}-{seed}-{name}" / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)  # the same content again is the same source
-        (folder / name).write_bytes(tick_data.to_csv_bytes(table))
+        (folder / name).write_bytes(tick_generator.to_csv_bytes(table))
         landing.land("ticks", str(folder))
 
     return _land

@@ -38,11 +38,11 @@ def test_image_samples_are_real_drops(tmp_path):
 
 
 def test_tick_samples_are_one_folder_per_partition(tmp_path):
-    from retrain.data import ticks
+    from retrain.data import tick_reader
 
     folders = samples.ticks(str(tmp_path), start=date(2026, 3, 2), days=2, ticks_per_day=2000, symbols=["AAA", "BBB"])
     assert [f.rsplit("/", 1)[1] for f in folders] == ["date=2026-03-02", "date=2026-03-03"]
-    table = ticks.normalize_partition([("ticks.csv", (tmp_path / "date=2026-03-03" / "ticks.csv").read_bytes())],
+    table = tick_reader.normalize_partition([("ticks.csv", (tmp_path / "date=2026-03-03" / "ticks.csv").read_bytes())],
                                       "2026-03-03")
     assert table.num_rows == 2000 and set(table.column("symbol").to_pylist()) == {"AAA", "BBB"}
 

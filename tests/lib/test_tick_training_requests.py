@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from retrain.data import ticks as tick_data
+from retrain.data import tick_generator
 from retrain.ingest import landing
 from retrain.ingest import ticks
 from retrain.workloads import timeseries
@@ -23,8 +23,8 @@ def land(retrain_home, tmp_path):
     def _land(day: str) -> None:
         folder = tmp_path / f"src-{day}" / f"date={day}"
         folder.mkdir(parents=True)
-        table = tick_data.generate_ticks(date.fromisoformat(day), ticks_per_day=400, seed=int(day[-2:]))
-        (folder / "ticks.csv").write_bytes(tick_data.to_csv_bytes(table))
+        table = tick_generator.generate_ticks(date.fromisoformat(day), ticks_per_day=400, seed=int(day[-2:]))
+        (folder / "ticks.csv").write_bytes(tick_generator.to_csv_bytes(table))
         landing.land("ticks", str(folder))
 
     return _land

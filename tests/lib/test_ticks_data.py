@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from retrain import quality, settings
-from retrain.data import ticks
+from retrain.data import tick_generator, tick_reader, ticks
 from retrain.errors import DataFormatError, DataQualityError
 
 DATASET = "ticks"
@@ -38,17 +38,17 @@ def _repo_expectations():
 
 @pytest.fixture(scope="module")
 def good() -> pa.Table:
-    return ticks.generate_ticks(DAY, SYMBOLS, TICKS, seed=1)
+    return tick_generator.generate_ticks(DAY, SYMBOLS, TICKS, seed=1)
 
 
 @pytest.fixture(scope="module")
 def raw_csv(good) -> bytes:
-    return ticks.to_csv_bytes(good)
+    return tick_generator.to_csv_bytes(good)
 
 
 @pytest.fixture(scope="module")
 def curated(raw_csv) -> pa.Table:
-    return ticks.normalize_partition([("ticks.csv", raw_csv)], PARTITION)
+    return tick_reader.normalize_partition([("ticks.csv", raw_csv)], PARTITION)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -66,7 +66,7 @@ ROW = "2024-01-02T14:30:00.123456789Z,AAPL,190.01,100,B,190.00,190.01"
 
 def _format_error(data: bytes, file: str = "bad.csv") -> DataFormatError:
     with pytest.raises(DataFormatError) as info:
-        ticks.read_tick_file(data, file)
+        tick_reader.read_tick_file(data, file)
     assert info.value.file == file
     return info.value
 
@@ -76,8 +76,8 @@ def _format_error(data: bytes, file: str = "bad.csv") -> DataFormatError:
 
 
 def test_generator_is_deterministic_per_seed(good):
-    assert ticks.generate_ticks(DAY, SYMBOLS, TICKS, seed=1).equals(good)
-    assert not ticks.generate_ticks(DAY, SYMBOLS, TICKS, seed=2).equals(good)
+    assert tick_generator.generate_ticks(DAY, SYMBOLS, TICKS, seed=1).equals(good)
+    assert not tick_generator.generate_ticks(DAY, SYMBOLS, TICKS, seed=2).equals(good)
     assert good.num_rows == TICKS and good.schema == ticks.SCHEMA
 
 
@@ -112,11 +112,11 @@ def test_generated_ticks_look_like_a_market(good):
 
 def test_generator_refuses_impossible_requests():
     with pytest.raises(ValueError, match="at least one per symbol"):
-        ticks.generate_ticks(DAY, SYMBOLS, 3, seed=0)
+        tick_generator.generate_ticks(DAY, SYMBOLS, 3, seed=0)
     with pytest.raises(ValueError, match="distinct"):
-        ticks.generate_ticks(DAY, ["AAPL", "AAPL"], 100, seed=0)
+        tick_generator.generate_ticks(DAY, ["AAPL", "AAPL"], 100, seed=0)
     with pytest.raises(ValueError, match="session"):
-        ticks.generate_ticks(DAY, SYMBOLS, 100, seed=0, session=(time(14), time(14)))
+        tick_generator.generate_ticks(DAY, SYMBOLS, 100, seed=0, session=(time(14), time(14)))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_generator_refuses_impossible_requests():
 def test_csv_round_trip(good, raw_csv):
     first_line = raw_csv.split(b"\n", 2)[1].decode()
     assert first_line.startswith("2024-01-02T13:30:") and first_line.split(",")[0].endswith("Z")
-    table = ticks.read_tick_file(raw_csv, "ticks.csv")
+    table = tick_reader.read_tick_file(raw_csv, "ticks.csv")
     assert table.schema == ticks.SCHEMA
     assert table.equals(good)
 
@@ -134,20 +134,20 @@ def test_csv_round_trip(good, raw_csv):
 def test_parquet_round_trip(good):
     plain = good.cast(pa.schema([(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
                                  for f in good.schema]))
-    assert ticks.read_tick_file(_parquet_bytes(plain), "ticks.parquet").equals(good)
-    assert ticks.read_tick_file(_parquet_bytes(good), "ticks.parquet").equals(good)
+    assert tick_reader.read_tick_file(_parquet_bytes(plain), "ticks.parquet").equals(good)
+    assert tick_reader.read_tick_file(_parquet_bytes(good), "ticks.parquet").equals(good)
 
 
 def test_microsecond_timestamps_and_other_offsets_are_read_as_utc_instants(good):
     frame = good.slice(0, 500).to_pandas()
     frame["timestamp"] = frame["timestamp"].dt.floor("us").astype("datetime64[us, UTC]")
-    from_parquet = ticks.read_tick_file(_parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False)), "us.parquet")
+    from_parquet = tick_reader.read_tick_file(_parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False)), "us.parquet")
     expected = pd.Series(frame["timestamp"].astype("datetime64[ns, UTC]"), name="timestamp")
     pd.testing.assert_series_equal(from_parquet["timestamp"].to_pandas(), expected)
 
     lines = [ROW.replace("Z,", "+00:00,").replace(".123456789", ".123456"),
              ROW.replace("T14:30:00.123456789Z", "T16:30:00.123456+02:00")]
-    table = ticks.read_tick_file(_csv(lines), "us.csv")
+    table = tick_reader.read_tick_file(_csv(lines), "us.csv")
     stamp = datetime(2024, 1, 2, 14, 30, 0, 123456, tzinfo=timezone.utc)
     assert table["timestamp"].to_pylist() == [stamp, stamp]
 
@@ -155,10 +155,10 @@ def test_microsecond_timestamps_and_other_offsets_are_read_as_utc_instants(good)
 def test_normalize_partition_is_deterministic_whatever_the_file_order(good, raw_csv, curated):
     shuffled = good.take(pa.array(np.random.default_rng(0).permutation(good.num_rows)))
     half = good.num_rows // 2
-    files = [("b.csv", ticks.to_csv_bytes(shuffled.slice(0, half))),
+    files = [("b.csv", tick_generator.to_csv_bytes(shuffled.slice(0, half))),
              ("a.parquet", _parquet_bytes(shuffled.slice(half)))]
-    assert ticks.normalize_partition(files, PARTITION).equals(curated)
-    assert ticks.normalize_partition(files[::-1], PARTITION).equals(curated)
+    assert tick_reader.normalize_partition(files, PARTITION).equals(curated)
+    assert tick_reader.normalize_partition(files[::-1], PARTITION).equals(curated)
 
     frame = curated.to_pandas()
     frame["symbol"] = frame["symbol"].astype(str)
@@ -170,8 +170,8 @@ def test_normalize_partition_is_deterministic_whatever_the_file_order(good, raw_
 def test_a_file_location_is_streamed_to_the_same_table(raw_csv, curated, tmp_path):
     path = tmp_path / "ticks.csv"
     path.write_bytes(raw_csv)
-    assert ticks.normalize_partition([("ticks.csv", str(path))], PARTITION).equals(curated)
-    assert ticks.read_tick_location(str(path)).equals(ticks.read_tick_file(raw_csv, "ticks.csv"))
+    assert tick_reader.normalize_partition([("ticks.csv", str(path))], PARTITION).equals(curated)
+    assert tick_reader.read_tick_location(str(path)).equals(tick_reader.read_tick_file(raw_csv, "ticks.csv"))
     assert ticks.symbols(curated) == sorted(SYMBOLS)
 
 
@@ -190,12 +190,12 @@ def _share_instants(table: pa.Table, same_symbol: bool, every: int = 97) -> pa.T
 def test_a_feed_in_time_order_sorts_as_a_shuffled_one(good, monkeypatch, same_symbol):
     """Feed order is grouped by symbol block by block (ties within a symbol take the general sort): small
     blocks here, so that many are chained; the result must be the general sort's, row for row."""
-    monkeypatch.setattr(ticks, "_BLOCK_SIZE", 1 << 16)
-    monkeypatch.setattr(ticks, "_BLOCK_ROWS", 1_000)
+    monkeypatch.setattr(tick_reader, "_BLOCK_SIZE", 1 << 16)
+    monkeypatch.setattr(tick_reader, "_BLOCK_ROWS", 1_000)
     feed = _share_instants(good, same_symbol)
     shuffled = feed.take(pa.array(np.random.default_rng(1).permutation(feed.num_rows)))
-    grouped = ticks.normalize_partition([("feed.csv", ticks.to_csv_bytes(feed))], PARTITION)
-    general = ticks.normalize_partition([("shuffled.csv", ticks.to_csv_bytes(shuffled))], PARTITION)
+    grouped = tick_reader.normalize_partition([("feed.csv", tick_generator.to_csv_bytes(feed))], PARTITION)
+    general = tick_reader.normalize_partition([("shuffled.csv", tick_generator.to_csv_bytes(shuffled))], PARTITION)
     assert grouped.equals(general)
     frame = grouped.to_pandas()
     assert frame["symbol"].astype(str).is_monotonic_increasing
@@ -205,8 +205,8 @@ def test_a_feed_in_time_order_sorts_as_a_shuffled_one(good, monkeypatch, same_sy
 def test_ties_on_symbol_and_timestamp_are_ordered_by_the_other_columns():
     a = "2024-01-02T14:30:00Z,AAPL,190.02,100,B,190.01,190.02"
     b = "2024-01-02T14:30:00Z,AAPL,190.01,5,S,190.01,190.02"
-    first = ticks.normalize_partition([("x.csv", _csv([a, b]))], PARTITION)
-    second = ticks.normalize_partition([("x.csv", _csv([b, a]))], PARTITION)
+    first = tick_reader.normalize_partition([("x.csv", _csv([a, b]))], PARTITION)
+    second = tick_reader.normalize_partition([("x.csv", _csv([b, a]))], PARTITION)
     assert first.equals(second)
     assert first["price"].to_pylist() == [190.01, 190.02]
 
@@ -221,7 +221,7 @@ def test_write_partition_writes_zstd_parquet_with_its_manifest_entry(curated, tm
     assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
     assert pq.read_table(path).equals(curated)
-    assert ticks.read_tick_file(path.read_bytes(), "curated.parquet").equals(curated)
+    assert tick_reader.read_tick_file(path.read_bytes(), "curated.parquet").equals(curated)
 
 
 def test_a_large_partition_is_split_into_files_by_row_count_only(curated, tmp_path, monkeypatch):
@@ -242,12 +242,12 @@ def test_a_large_partition_is_split_into_files_by_row_count_only(curated, tmp_pa
 
 def test_an_empty_partition_is_refused():
     with pytest.raises(DataFormatError) as info:
-        ticks.normalize_partition([("a.csv", (ticks.HEADER + "\n").encode()), ("b.csv", ticks.HEADER.encode())],
+        tick_reader.normalize_partition([("a.csv", (ticks.HEADER + "\n").encode()), ("b.csv", ticks.HEADER.encode())],
                                   PARTITION)
     assert info.value.rule == "partition must contain at least one tick"
     assert "0 ticks in 2 file(s): a.csv, b.csv" in str(info.value)
     with pytest.raises(DataFormatError, match="partition must contain at least one tick"):
-        ticks.normalize_partition([], PARTITION)
+        tick_reader.normalize_partition([], PARTITION)
 
 
 def test_an_empty_file_is_refused():
@@ -328,7 +328,7 @@ def test_a_wrong_delimiter_is_refused():
 
 def test_a_partition_is_a_utc_day():
     with pytest.raises(DataFormatError, match="YYYY-MM-DD"):
-        ticks.normalize_partition([("a.csv", _csv([ROW]))], "20240102")
+        tick_reader.normalize_partition([("a.csv", _csv([ROW]))], "20240102")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -413,7 +413,7 @@ def test_ticks_outside_the_partition_day_fail(curated):
 
 def test_duplicate_ticks_fail(raw_csv):
     # the same file landed twice in a partition
-    table = ticks.normalize_partition([("a.csv", raw_csv), ("a-copy.csv", raw_csv)], PARTITION)
+    table = tick_reader.normalize_partition([("a.csv", raw_csv), ("a-copy.csv", raw_csv)], PARTITION)
     error, failures = _failures(table)
     failure = failures[("expect_column_max_to_be_between", "duplicate")]
     assert float(failure["observed"]) == 1 and "no tick is repeated" in failure["rule"]
@@ -430,7 +430,7 @@ def test_timestamps_going_backwards_within_a_symbol_fail(curated):
 
 
 def test_a_symbol_missing_for_the_whole_day_fails():
-    table = ticks.generate_ticks(DAY, ["AAPL", "MSFT", "AMZN"], 60_000, seed=1)
+    table = tick_generator.generate_ticks(DAY, ["AAPL", "MSFT", "AMZN"], 60_000, seed=1)
     error, failures = _failures(table)
     contains = failures[("expect_column_distinct_values_to_contain_set", "symbol")]
     assert "every configured symbol trades during the day" in contains["rule"] and "GOOG" in contains["rule"]

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
-from retrain.data import ticks
+from retrain.data import tick_generator, tick_reader, ticks
 from retrain.errors import DataQualityError
 from retrain.training import ticks as training
 
@@ -27,7 +27,7 @@ def cfg() -> training.TickTrainingConfig:
 
 @pytest.fixture(scope="module")
 def tables() -> list[pa.Table]:
-    return [ticks.generate_ticks(day, ticks.DEFAULT_SYMBOLS, TICKS, seed=7) for day in DAYS]
+    return [tick_generator.generate_ticks(day, ticks.DEFAULT_SYMBOLS, TICKS, seed=7) for day in DAYS]
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_prepare_reads_committed_snapshots(retrain_home, tables, prepared, cfg):
 
     committed = []
     for day, table in zip(DAYS, tables):
-        curated = ticks.normalize_partition([("ticks.csv", ticks.to_csv_bytes(table))], day.isoformat())
+        curated = tick_reader.normalize_partition([("ticks.csv", tick_generator.to_csv_bytes(table))], day.isoformat())
         committed.append(snapshots.commit("ticks", day.isoformat(),
                                           lambda folder, t=curated: ticks.write_partition(t, folder),
                                           rows=curated.num_rows, source_files=[], partition=day.isoformat()))

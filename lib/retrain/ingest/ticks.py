@@ -1,11 +1,11 @@
 """Ingest tick partitions: ``landing/ticks/date=YYYY-MM-DD/*`` becomes ``curated/ticks/date=YYYY-MM-DD/version=<v>/``.
 
 Each partition is owned by one ``ingest_ticks`` run (its partition key). The landed files (CSV or parquet,
-see :mod:`retrain.data.ticks`) are normalised into sorted parquet with a manifest and committed as a new,
-immutable version of the partition, which then becomes its current one (see :mod:`retrain.snapshots`). The
-version is a digest of the raw files' content, so re-ingesting unchanged data (a backfill over partitions
-already built) emits no event; a correction commits a new version and its event names that version, while
-the earlier build stays readable for the runs that recorded it.
+see :mod:`retrain.data.ticks`) are read and normalised by :mod:`retrain.data.tick_reader` into sorted parquet
+with a manifest and committed as a new, immutable version of the partition, which then becomes its current
+one (see :mod:`retrain.snapshots`). The version is a digest of the raw files' content, so re-ingesting
+unchanged data (a backfill over partitions already built) emits no event; a correction commits a new version
+and its event names that version, while the earlier build stays readable for the runs that recorded it.
 
 Nothing landed is deleted (design contract 10): the raw files of every arrival are archived under
 ``archive/ticks/date=…/<raw digest>/`` (one folder per distinct set of file names and contents, with a
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from retrain import snapshots, storage
-from retrain.data import ticks
+from retrain.data import tick_reader, ticks
 from retrain.errors import DataFormatError
 from retrain.ingest import landing
 from retrain.ingest.power import IngestResult
@@ -86,7 +86,7 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
         produced = built.manifest.get("produced_by", {}).get("run_id") == run_id
         return IngestResult("resumed" if produced else "ingested", built)
     with landing.quarantined_on_format_error(DATASET, claimed, run_id):
-        table = ticks.normalize_partition(files, partition)
+        table = tick_reader.normalize_partition(files, partition)
     del files
 
     written: list[dict] = []

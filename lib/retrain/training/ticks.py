@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from retrain.config import TickLightGBM, TickTrainingConfig  # noqa: F401  (defined with the other configs)
-from retrain.data import ticks as tick_data
+from retrain.data import tick_reader, ticks as tick_data
 from retrain.errors import DataQualityError
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def bars(table: pa.Table, bar_seconds: int = 60) -> pd.DataFrame:
     if not pa.types.is_dictionary(symbol.type):
         symbol = symbol.dictionary_encode()
         table = table.set_column(table.schema.get_field_index("symbol"), "symbol", symbol)
-    order = tick_data.sort_order(table)  # by symbol, then time: each bar is a contiguous run
+    order = tick_reader.sort_order(table)  # by symbol, then time: each bar is a contiguous run
     names = symbol.dictionary.to_pylist()
     codes = symbol.indices.to_numpy(zero_copy_only=False)[order].astype(np.int64)
     stamps = table["timestamp"].cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()[order]

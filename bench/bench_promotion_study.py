@@ -11,7 +11,7 @@ How it is measured
 1. **A/A, regression** (``household_power_lgbm``). Sample files from ``retrain.data.power.generate_power``
    (90 days, the demo's default size), parsed with ``read_power_bytes``, turned into hourly features with
    ``retrain.training.tabular.hourly`` / ``build_features`` / ``time_split`` under the repo's
-   ``tabular_ml_training`` config (7 test days = 168 hourly examples). Per trial two LightGBM regressors are
+   ``tabular_ml_training`` config (its ``split.test_days`` × 24 hourly examples). Per trial two LightGBM regressors are
    trained exactly as ``tabular.train`` does (``tabular.lightgbm_params``, early stopping on the validation
    window), identical except for the LightGBM ``seed`` (bagging_fraction / feature_fraction 0.9 make it
    matter), ``num_threads=1``. One is "champion", the other "candidate". ``--datasets`` sample files (seeds
@@ -37,8 +37,13 @@ How it is measured
    A/A check of the McNemar policy itself (no seed effects), printed for comparison.
 
 Targets: A/A false-promotion rate ≤ 5% per policy; power ≥ 80% for a +1 accuracy point improvement (and at
-which evaluation size). The demo's MNIST evaluation size is taken as 1000–2000 test images (the real MNIST
-test set has 10,000).
+which evaluation size). The demo's MNIST evaluation sizes are read from ``retrain.demo.MNIST`` when this runs:
+one drop's test split (600 images, the first model's comparison with its baseline) and two drops' (1200, the
+retrain's comparison with the champion); both are added to the grid (the real MNIST test set has 10,000).
+
+This study's A/A classifiers are stand-ins (scikit-learn models on synthetic data); ``bench_promotion_real.py``
+retrains the real pipelines (the MNIST CNN, the power LightGBM, the tick model) and uses this simulation, with
+its noise calibrated to the real models, as its second table.
 
 BLAS/OpenMP pools are limited to one thread (``OMP_NUM_THREADS`` etc. set before numpy loads, unless already
 set): with other work on the 2-core box a 2-thread lbfgs fit took 6-27 s instead of ~0.2 s.
@@ -67,7 +72,6 @@ import numpy as np  # noqa: E402
 SIM_NOISE = 0.5  # s: per-model noise on top of the shared latent difficulty
 AB_SIZES = [500, 1000, 2000, 3000, 5000, 7000, 10000]
 AB_BASES = [0.98, 0.90]
-DEMO_MNIST_SIZES = (1000, 2000)
 TARGET_FALSE_RATE = 0.05
 TARGET_POWER = 0.80
 
@@ -294,6 +298,10 @@ def main() -> int:
     from retrain import promotion, settings
 
     settings.reset_settings()
+    from retrain.demo import MNIST as DEMO_MNIST
+
+    demo_sizes = (DEMO_MNIST["n_test"], 2 * DEMO_MNIST["n_test"])  # one drop's test split, then two drops'
+    sizes = sorted(set(AB_SIZES) | set(demo_sizes))
     started = time.perf_counter()
     print(f"promotion policy study (python {sys.version.split()[0]}, {os.cpu_count()} cores, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
@@ -344,7 +352,7 @@ def main() -> int:
 
     # --- A/B ---
     t = time.perf_counter()
-    ab = ab_study(promotion, args.trials, 0.01)
+    ab = ab_study(promotion, args.trials, 0.01, sizes=sizes)
     timings["A/B simulated"] = time.perf_counter() - t
     print()
     print(f"A/B: candidate truly +1 accuracy point, mnist_cnn policy (McNemar + bootstrap CI, 95%), {args.trials} trials "
@@ -357,7 +365,7 @@ def main() -> int:
     for row in ab:
         rate = row["promoted"] / row["trials"]
         low, high = wilson(row["promoted"], row["trials"])
-        mark = " <- demo size" if row["n"] in DEMO_MNIST_SIZES else ""
+        mark = " <- demo size" if row["n"] in demo_sizes else ""
         print(f"{row['base']:12.2f} {row['base'] + 0.01:13.2f} {row['n']:7d} {row['promoted']:>4}/{row['trials']:<4} "
               f"{rate:7.1%} [{low:5.1%}, {high:5.1%}] {row['discordant']:8.1f} {row['delta']:+8.4f} {row['mde']:10.4f}{mark}")
         if rate >= TARGET_POWER and row["base"] not in smallest:
@@ -374,10 +382,10 @@ def main() -> int:
         print(f"  A/A false promotion <= 5%: {tally.name} ({tally.policy_name}): {rate:.1%} "
               f"-> {'MEETS TARGET' if rate <= TARGET_FALSE_RATE else 'MISSES TARGET'}")
     for base in AB_BASES:
-        demo = [r for r in ab if r["base"] == base and r["n"] in DEMO_MNIST_SIZES]
+        demo = [r for r in ab if r["base"] == base and r["n"] in demo_sizes]
         demo_text = ", ".join(f"n={r['n']}: {r['promoted'] / r['trials']:.0%}" for r in demo)
         n80 = smallest.get(base)
-        reached = f"smallest n with power >= 80%: {n80}" if n80 else f"not reached up to n={max(AB_SIZES)}"
+        reached = f"smallest n with power >= 80%: {n80}" if n80 else f"not reached up to n={max(sizes)}"
         holding = [r["n"] for r in demo if r["promoted"] / r["trials"] >= TARGET_POWER]
         verdict = ("holds at both" if len(holding) == len(demo) else f"holds at n={holding[0]} only" if holding
                    else "does NOT hold")

@@ -250,9 +250,12 @@ def cmd_decision(args) -> int:
     d, p = replay.decision, replay.policy
     subject = f"version {replay.version} (candidate run {replay.run_id})" if replay.version else f"run {replay.run_id}"
     print(f"{replay.model} {subject}: recomputed from {decisions.OUTCOMES} and {decisions.RECORD} alone")
+    sized = f" (needs n ≥ {p.required_n} at {p.planning()})" if p.required_n is not None else ""
     print(f"policy: {p.primary_metric} ({p.direction}), test {p.test}, confidence {p.confidence}, "
-          f"min_improvement {p.min_improvement}, bootstrap {p.bootstrap_samples} resamples, seed {p.seed}")
+          f"min_improvement {p.min_improvement}{sized}, bootstrap {p.bootstrap_samples} resamples, seed {p.seed}")
     print(f"decision: {d.outcome}")
+    if replay.evaluation_set:
+        print(f"evaluation set: {replay.evaluation_set.get('label')}")
     for reason in d.reasons:
         print(f"  - {reason}")
     c = d.comparison
@@ -275,7 +278,7 @@ def cmd_decision(args) -> int:
 
 def cmd_backfill(args) -> int:
     from retrain import stack
-    from retrain.errors import RetrainError
+    from retrain.errors import RetrainError, UsageError
 
     try:
         result = stack.backfill_ticks(args.start, args.end, max_active_runs=args.max_active_runs,
@@ -283,6 +286,8 @@ def cmd_backfill(args) -> int:
     except stack.BackfillRefused as exc:
         print(f"retrain backfill: refused: {exc}", file=sys.stderr)
         return 3
+    except UsageError:
+        raise  # exit 2, one line (main)
     except (RetrainError, TimeoutError) as exc:
         print(f"retrain backfill: {exc}", file=sys.stderr)
         return 1
@@ -460,13 +465,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from retrain.errors import (ConfigError, DataFormatError, DataQualityError, LandingPathError, SnapshotError,
-                                is_infrastructure_error)
+                                UsageError, is_infrastructure_error)
 
     started = time.perf_counter()
     try:
         environment.apply()
         return args.func(args)
-    except (ConfigError, LandingPathError) as exc:  # a setting, connection or name the user must fix
+    except (ConfigError, LandingPathError, UsageError) as exc:  # a setting, name or argument the user must fix
         print(f"retrain {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (DataQualityError, DataFormatError, SnapshotError) as exc:  # the data is refused: the message says why

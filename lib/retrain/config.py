@@ -96,6 +96,11 @@ class TabularDataset(Strict):
         """The shortest window training can use: warm-up, the minimum training days, validation and test."""
         return self.warmup_hours / 24 + self.split.min_train_days + self.split.valid_days + self.split.test_days
 
+    def evaluation_capacity(self) -> tuple[int, str]:
+        """The most held-out examples a candidate is judged on, and why: the test tail's hourly predictions."""
+        days = self.split.test_days
+        return days * 24, f"{self.model}: split.test_days {days} × 24 hourly predictions"
+
     @model_validator(mode="after")
     def _window_holds_a_split(self):
         if self.window_days is not None and self.window_days < self.min_history_days:
@@ -196,6 +201,10 @@ class ImageDataset(Strict):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
 
+    def evaluation_capacity(self) -> None:
+        """No limit: the held-out set is every drop's test split, and grows with each drop."""
+        return None
+
 
 class ImageConfig(WorkloadConfig):
     datasets: dict[str, ImageDataset]
@@ -229,6 +238,13 @@ class TickTrainingConfig(Strict):
     min_train_examples: int = Field(200, ge=1)
     seed: int = 42
     lightgbm: TickLightGBM = Field(default_factory=TickLightGBM)
+
+    def evaluation_capacity(self) -> tuple[int, str]:
+        """The most held-out examples a candidate is judged on: bars of the test day, were every symbol traded
+        around the clock (a real session holds fewer: 4 symbols × 390 one-minute bars, about 1550)."""
+        per_day = 86_400 // self.bar_seconds
+        return len(self.symbols) * per_day, (f"{self.model}: one test day of {len(self.symbols)} symbols × {per_day} "
+                                             f"bars of {self.bar_seconds} s")
 
     @model_validator(mode="after")
     def _check(self):

@@ -5,8 +5,9 @@ At decision time the promotion step logs on the candidate run:
 * ``promotion/outcomes.parquet``: one row per held-out example: ``actual`` and the predictions of
   ``candidate``, ``champion`` (when one was in service) and ``baseline`` (the naive baseline; NaN where it has
   none), so correctness (classifiers) and losses (regression) of all three follow;
-* ``promotion/decision.json``: the policy as applied (its seed included), n, the quality verdict, the champion
-  compared with, and the decision's statistics as tagged (:func:`retrain.promotion.record_tags`).
+* ``promotion/decision.json``: the policy as applied (its seed and planning spread included), n, the quality
+  verdict, the champion compared with, the held-out set's identity (dataset, snapshot version, sha256, n) and
+  the decision's statistics as tagged (:func:`retrain.promotion.record_tags`).
 
 :func:`replay` downloads both, decides again with :func:`retrain.promotion.judge_outcomes` from them alone
 (the function the promotion step used) and compares the statistics with the tags the version recorded
@@ -63,7 +64,7 @@ def log(run_id: str, outcomes: Outcomes, summary: dict, policy: promotion.Promot
               "compared_champion": summary.get("compared_champion"), "quality_verdict": quality_verdict,
               "n": int(len(outcomes.actual)), "seed": policy.seed, "policy": policy.model_dump(mode="json"),
               "columns": list(outcomes.frame().columns), "outcome": summary["outcome"],
-              "tags": summary.get("record") or {}}
+              "evaluation_set": summary.get("evaluation_set"), "tags": summary.get("record") or {}}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "promotion"
         folder.mkdir()
@@ -83,6 +84,7 @@ class Replay:
     recomputed: dict  # record tags, recomputed
     recorded: dict  # record tags, as the version (or run) carries them
     notes: list[str] = field(default_factory=list)
+    evaluation_set: dict | None = None  # the held-out set's identity, as recorded (None: recorded before it was)
 
     @property
     def mismatches(self) -> list[tuple[str, str | None, str | None]]:
@@ -114,6 +116,7 @@ def replay(model: str, version: str | None = None, *, run_id: str | None = None)
     """Decide again from the logged outcomes alone; see the module docstring. Give ``version`` or ``run_id``."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
+    from pydantic import ValidationError
 
     from retrain import registry
 
@@ -142,7 +145,7 @@ def replay(model: str, version: str | None = None, *, run_id: str | None = None)
             raise
         recorded = {k[len("promotion."):]: v for k, v in tags.items() if k.startswith("promotion.")
                     and k[len("promotion."):] in ("judged", "against", "n", "metric", "delta", "ci", "p_value",
-                                                  "mde", "powered")}
+                                                  "mde", "powered", "required_n")}
     if "judged" not in recorded:
         raise DecisionRecordError(f"{model} {where}: no promotion decision recorded (tag "
                                   f"{'decision' if version is not None else 'promotion'}.judged is missing)")
@@ -155,9 +158,13 @@ def replay(model: str, version: str | None = None, *, run_id: str | None = None)
         notes.append(f"the run was judged again (against champion {record.get('compared_champion')}) after this "
                      f"version's decision (against {tags.get('previous_champion_version') or 'no champion'}); "
                      "the artifacts describe the later judgment")
-    policy = promotion.PromotionPolicy.model_validate(record["policy"])
+    try:
+        policy = promotion.PromotionPolicy.model_validate(record["policy"])
+    except ValidationError as exc:
+        raise DecisionRecordError(f"{model} {where}: the policy recorded in {RECORD} no longer validates "
+                                  f"({exc.errors()[0]['msg']})") from None
     decision = promotion.judge_outcomes(policy, outcomes.actual, outcomes.candidate, champion=outcomes.champion,
                                         baseline=outcomes.baseline, quality_verdict=record["quality_verdict"])
     return Replay(model=model, version=str(version) if version is not None else None, run_id=run_id, policy=policy,
                   decision=decision, recomputed=promotion.record_tags(decision.as_dict()), recorded=recorded,
-                  notes=notes)
+                  notes=notes, evaluation_set=record.get("evaluation_set"))

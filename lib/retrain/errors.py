@@ -26,6 +26,11 @@ class LandingPathError(RetrainError):
     file is not where its name says."""
 
 
+class UsageError(RetrainError):
+    """A command's arguments ask for something impossible (a range that runs backwards, a day not yet over);
+    nothing was changed. The CLI answers it in one line with exit 2."""
+
+
 class PromotionError(RetrainError):
     """A candidate cannot be judged now (for example its run has not finished yet); another try may succeed."""
 

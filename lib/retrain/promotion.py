@@ -17,14 +17,24 @@ finds with probability ``TARGET_POWER`` (80 %) at its n, by the normal approxima
 
 where ``sd`` is the standard deviation of the per-example paired differences whose mean is the metric's
 difference (:func:`paired_differences`: correctness for accuracy, absolute errors for MAE, squared errors
-RMSE's delta-method terms (e² + R²) / 2R for RMSE), and for McNemar ``sd = sqrt(discordant share)``
-(the null variance of the paired difference), floored at the fewest discordant pairs the exact test can
-ever call significant (6 at α = 0.05) over n. :func:`required_n` inverts it. A policy with a
-``min_improvement`` > 0 never promotes on a set whose MDE is larger (inconclusive: the champion stays).
+RMSE's delta-method terms (e² + R²) / 2R for RMSE). For McNemar ``sd = sqrt(discordant share)`` (the null
+variance of the paired difference), plus the continuity correction 1/n that brings the normal approximation to
+the exact test's power (at the n this gives, the exact test finds the MDE with 80-82 % power; without it, 78 %),
+and never below the fewest discordant pairs the exact test can ever call significant (6 at α = 0.05) over n.
+:func:`required_n` inverts it.
 
-**min_improvement** is read against the confidence bound, not the point estimate: the improvement's lower
-confidence bound (the CI's end nearest "no change") must exceed it. With ``min_improvement: 0`` this is the
-plain significance rule.
+**min_improvement** is read the A/B-testing way: it is the smallest improvement worth a change, and it sizes
+the evaluation set; it is not a bar the estimate or its confidence bound must clear. A policy with
+``min_improvement`` > 0 states the spread its test will see (``planning_discordance`` for McNemar,
+``planning_sd`` for the bootstrap, measured on the real models: see ``configs/promotion.yaml``), so
+:attr:`PromotionPolicy.required_n` is the n at which a true improvement of ``min_improvement`` is found with
+80 % power. On fewer examples the decision is *inconclusive* ("n=… detects only ≥ …"): the champion stays. On
+enough, the decision is significance: the CI excludes 0 on the improving side (and, for accuracy, the exact
+McNemar test agrees). So a true improvement of exactly ``min_improvement`` is promoted about 80 % of the time,
+a larger one more often, and a significant improvement smaller than ``min_improvement`` is promoted too (it is
+real; the set was sized for the minimum, not the other way round). Reading the minimum against the confidence
+bound instead would promote a true improvement of exactly the minimum well under half the time. The observed
+MDE is stated beside the plan, so a plan whose spread was too optimistic shows on the decision.
 
 Every decision is reproducible: the bootstrap is seeded from the policy, and the per-example predictions of
 candidate, champion and baseline are logged with the decision (:mod:`retrain.decisions` replays them).
@@ -61,7 +71,10 @@ class PromotionPolicy(BaseModel):
 
     primary_metric: str
     direction: Literal["minimize", "maximize"]
-    min_improvement: float = Field(0.0, ge=0)  # absolute, in the metric's units
+    min_improvement: float = Field(0.0, ge=0)  # absolute, in the metric's units: the smallest worth a change
+    # the spread the test will see, to size the evaluation set for min_improvement (module docstring):
+    planning_discordance: float | None = Field(None, gt=0, le=1)  # McNemar: share of examples the models disagree on
+    planning_sd: float | None = Field(None, gt=0)  # paired bootstrap: sd of the per-example paired differences
     guardrails: list[Guardrail] = Field(default_factory=list)
     min_eval_examples: int = Field(30, ge=1)
     test: Literal["paired_bootstrap", "mcnemar"] = "paired_bootstrap"
@@ -82,7 +95,38 @@ class PromotionPolicy(BaseModel):
         expected = "maximize" if self.primary_metric.endswith("accuracy") else "minimize"
         if self.direction != expected:
             raise ValueError(f"{self.primary_metric!r} must be {expected}d, not {self.direction}d")
+        key, other = (("planning_discordance", "planning_sd") if self.test == "mcnemar"
+                      else ("planning_sd", "planning_discordance"))
+        if getattr(self, other) is not None:
+            raise ValueError(f"{other} does not plan a {self.test} test; it plans with {key}")
+        if self.min_improvement > 0 and getattr(self, key) is None:
+            raise ValueError(f"min_improvement {self.min_improvement:g} needs {key} (the spread the {self.test} test "
+                             "will see) to size the evaluation set that detects it with 80 % power")
         return self
+
+    @property
+    def planning_spread(self) -> float | None:
+        """The planned sd of the per-example paired differences (for McNemar, sqrt of the discordant share)."""
+        if self.test == "mcnemar":
+            return None if self.planning_discordance is None else math.sqrt(self.planning_discordance)
+        return self.planning_sd
+
+    @property
+    def required_n(self) -> int | None:
+        """Evaluation examples needed to find a true improvement of ``min_improvement`` with 80 % power at the
+        planning spread (None: the policy sets no minimum)."""
+        if self.min_improvement <= 0:
+            return None
+        return required_n(self, sd=self.planning_sd, discordance=self.planning_discordance)
+
+    def planned_mde(self, n: int) -> float | None:
+        """What n examples detect with 80 % power at the planning spread (None without one)."""
+        spread = self.planning_spread
+        return None if spread is None else minimum_detectable_effect(self.test, n, spread, confidence=self.confidence)
+
+    def planning(self) -> str:
+        return (f"planning discordance {self.planning_discordance:.1%}" if self.test == "mcnemar"
+                else f"planning sd {self.planning_sd:.4g}")
 
 
 # per-example metric functions: (actual, predicted) -> value
@@ -213,8 +257,8 @@ def minimum_detectable_effect(test: str, n: int, sd: float, *, confidence: float
     if n < 1:
         return math.inf
     mde = _z_sum(confidence, power) * sd / math.sqrt(n)
-    if test == "mcnemar":
-        mde = max(mde, mcnemar_min_discordant(confidence) / n)
+    if test == "mcnemar":  # |b - c| must clear the threshold by one pair more (continuity correction)
+        mde = max(mde + 1 / n, mcnemar_min_discordant(confidence) / n)
     return mde
 
 
@@ -239,7 +283,7 @@ def required_n(policy: PromotionPolicy, *, sd: float | None = None, discordance:
     n = math.ceil((_z_sum(policy.confidence, power) * sd / effect) ** 2)
     if policy.test == "mcnemar":
         n = max(n, math.ceil(mcnemar_min_discordant(policy.confidence) / effect))
-    # ceil of a float can land one short of the bound it was computed from
+    # the continuity correction, or a ceil that lands one short of its bound: step up to the first n that detects it
     while minimum_detectable_effect(policy.test, n, sd, confidence=policy.confidence, power=power) > effect:
         n += 1
     return max(n, 1)
@@ -303,7 +347,7 @@ class Decision:
     outcome: str  # promoted | rejected | first_model | awaiting_approval
     reasons: list[str]
     comparison: Comparison | None = None  # candidate vs champion, or vs the naive baseline for a first model
-    power: dict | None = None  # {"n", "mde", "power", "min_improvement", "powered", "statement"}: see power_of
+    power: dict | None = None  # {"n", "mde", "powered", "required_n", "planned_mde", "statement", …}: see power_of
 
     def as_dict(self) -> dict:
         return {"promote": self.promote, "outcome": self.outcome, "reasons": self.reasons,
@@ -313,23 +357,28 @@ class Decision:
 def power_of(comparison: Comparison, policy: PromotionPolicy) -> dict:
     """What n the comparison had, what it could detect, and whether that is enough for the policy's minimum.
 
-    ``powered``: True / False against ``min_improvement`` (MDE <= minimum); None when the policy sets no minimum
-    (or for a first model, judged against its baseline without one): then the statement is informational."""
+    ``powered``: n >= the policy's ``required_n`` (its minimum detected with 80 % power at the planning spread);
+    None when the policy sets no minimum (or for a first model, judged against its baseline without one): then
+    the statement is informational. ``mde`` is what this n detects at the spread observed on these examples."""
     c, minimum = comparison, policy.min_improvement
     spread = (f"{c.sd ** 2:.1%} discordant pairs" if c.test == "mcnemar" else f"per-example sd {c.sd:.4g}")
     detects = (f"n={c.n} detects an improvement ≥ {c.mde:.4g} in {c.metric} with {TARGET_POWER:.0%} power "
                f"({c.test}, {spread})")
-    needed = None
+    needed = planned = None
     if c.against == "baseline" or minimum <= 0:
         powered, verdict = None, ("no minimum improvement applies to a first model" if c.against == "baseline"
                                   else "the policy sets no minimum improvement")
     else:
-        powered = c.mde <= minimum
-        needed = required_n(policy, sd=c.sd, discordance=min(c.sd ** 2, 1.0))
-        verdict = (f"enough for the policy minimum {minimum:.4g}" if powered
-                   else f"the policy minimum {minimum:.4g} needs n ≥ {needed}")
+        needed, planned = policy.required_n, policy.planned_mde(c.n)
+        powered = c.n >= needed
+        verdict = (f"enough for the policy minimum {minimum:.4g} (needs n ≥ {needed} at {policy.planning()})"
+                   if powered else f"the policy minimum {minimum:.4g} needs n ≥ {needed} at {policy.planning()}")
+        if c.sd > policy.planning_spread * (1 + 1e-9):
+            verdict += (f"; the observed spread exceeds the plan, so this n finds the minimum with less than "
+                        f"{TARGET_POWER:.0%} power")
     return {"n": c.n, "mde": c.mde, "power": TARGET_POWER, "min_improvement": minimum, "powered": powered,
-            "required_n": needed, "against": c.against, "statement": f"power: {detects}; {verdict}"}
+            "required_n": needed, "planned_mde": planned, "against": c.against,
+            "statement": f"power: {detects}; {verdict}"}
 
 
 def _summary(c: Comparison, level: int, other: str) -> str:
@@ -382,24 +431,20 @@ def decide(policy: PromotionPolicy, *, quality_verdict: str, n_examples: int, co
               for m, g in c.guardrails.items()
               if g["worse_by"] > g["tolerance"] and not math.isclose(g["worse_by"], g["tolerance"], rel_tol=1e-9, abs_tol=1e-12)]
     significant = _significant(c, policy)
-    # min_improvement is read against the confidence bound: the conservative reading of "at least this much"
-    clears_minimum = c.improvement_bound > policy.min_improvement
     reasons = [_summary(c, level, "champion")]
     if power["powered"] is False:
-        reasons.append(f"inconclusive: n={c.n} detects only ≥ {c.mde:.4g} with {TARGET_POWER:.0%} power, more than "
-                       f"the policy minimum {policy.min_improvement:.4g} (needs n ≥ {power['required_n']}); "
-                       "the champion stays")
+        reasons.append(f"inconclusive: n={c.n} detects only ≥ {power['planned_mde']:.4g} with {TARGET_POWER:.0%} "
+                       f"power ({policy.planning()}), more than the policy minimum {policy.min_improvement:.4g} "
+                       f"(needs n ≥ {power['required_n']}); the champion stays")
     else:
         reasons.append(power["statement"])
         if c.improvement <= 0:
             reasons.append("candidate is not better than the champion")
         elif not significant:
             reasons.append(f"improvement is within noise at {level}% confidence")
-        elif not clears_minimum:
-            reasons.append(f"improvement's {level}% confidence bound {c.improvement_bound:.4g} does not exceed the "
-                           f"policy minimum {policy.min_improvement:.4g} (point estimate {c.improvement:.4g})")
     reasons += broken
-    promote = (power["powered"] is not False and c.improvement > 0 and significant and clears_minimum and not broken)
+    # min_improvement sized the set (power); the decision itself is significance (module docstring)
+    promote = power["powered"] is not False and c.improvement > 0 and significant and not broken
     return Decision(promote, "promoted" if promote else "rejected", reasons, c, power)
 
 
@@ -427,12 +472,15 @@ def record_tags(decision: Mapping) -> dict[str, str]:
                  "p_value": f"{c['p_value']:.6g}", "mde": f"{c['mde']:.6g}"}
     if power:
         tags["powered"] = {True: "true", False: "false", None: "n/a"}[power.get("powered")]
+        if power.get("required_n") is not None:
+            tags["required_n"] = str(power["required_n"])
     return tags
 
 
 @functools.cache
 def load_policies() -> dict[str, PromotionPolicy]:
-    """Policies per registered model from ``configs/promotion.yaml``; unknown keys and impossible values fail."""
+    """Policies per registered model from ``configs/promotion.yaml``; unknown keys and impossible values fail,
+    and so does a minimum whose required n the model's evaluation set can never hold."""
     from retrain import config
 
     cfg = config.load("promotion")
@@ -445,7 +493,23 @@ def load_policies() -> dict[str, PromotionPolicy]:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" if e["loc"]
                                  else e["msg"] for e in exc.errors())
             raise ConfigError(f"{path}: models.{model}: {problems}") from None
+        _check_evaluation_size(path, model, policies[model])
     return policies
+
+
+def _check_evaluation_size(path, model: str, policy: PromotionPolicy) -> None:
+    """A policy whose required n exceeds the most examples the model's held-out set can hold is refused."""
+    from retrain import assets, config
+
+    needed, dataset = policy.required_n, assets.MODELS.get(model)
+    if needed is None or dataset is None:
+        return
+    workload = assets.DATA_ASSETS[dataset].workload
+    capacity = config.dataset_settings(workload, dataset).evaluation_capacity()
+    if capacity is not None and capacity[0] < needed:
+        raise ConfigError(f"{path}: models.{model}: min_improvement {policy.min_improvement:g} needs n ≥ {needed} "
+                          f"evaluation examples for {TARGET_POWER:.0%} power ({policy.planning()}), but its held-out "
+                          f"set holds at most {capacity[0]}: {capacity[1]} (configs/{workload}.yaml)")
 
 
 def policy_for(model: str) -> PromotionPolicy:

@@ -621,17 +621,23 @@ def backfill_ticks(start: str, end: str, *, max_active_runs: int = 3, timeout: f
     Partitions whose content did not change emit no event, so they trigger no training (see the backfill
     policy in ``time_series_training``). BackfillRefused when another backfill is active.
     """
-    from datetime import timedelta
+    from datetime import datetime, timedelta, timezone
 
     from retrain.data.ticks import partition_day
-    from retrain.errors import DataFormatError
+    from retrain.errors import UsageError
     from retrain.ingest import ticks
 
     dag_id = "ingest_ticks"
     first, last = partition_day(start), partition_day(end)
     if last < first:
-        raise DataFormatError(f"backfill {start}..{end}", "the first partition must not come after the last",
-                              f"{start} > {end}")
+        raise UsageError(f"backfill {start}..{end}: the first partition must not come after the last "
+                         f"(observed {start} > {end})")
+    today = datetime.now(timezone.utc).date()
+    if last >= today:
+        # Airflow accepts the range but queues the runs of days to come until their run time: the command
+        # would wait for them, and their partitions hold no whole day yet
+        raise UsageError(f"backfill {start}..{end}: a backfill rebuilds days that are over; the last must come "
+                         f"before today, {today} UTC (observed {end}, {(last - today).days + 1} day(s) not over)")
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     api = api or AirflowApi()
     active = active_backfills(api, dag_id)

@@ -13,7 +13,7 @@ import pytest
 from retrain import storage
 from retrain.settings import get_settings
 
-DAYS = 40  # the default config needs 7 warm-up + 14 train + 7 validation + 7 test days
+DAYS = 40  # the default config needs 7 warm-up + 14 train + 7 validation + 10 test days
 
 
 def _states(dag_run) -> dict[str, str]:

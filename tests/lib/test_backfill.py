@@ -120,15 +120,15 @@ def _api(fake: FakeAirflow) -> stack.AirflowApi:
 @pytest.fixture
 def archived_days(retrain_home, tmp_path) -> list[str]:
     """Two tick partitions ingested and archived, the landing zone empty."""
-    from retrain.data import ticks as tick_data
+    from retrain.data import tick_generator
     from retrain.ingest import ticks
 
     days = ["2026-03-02", "2026-03-03"]
     for seed, day in enumerate(days):
         folder = tmp_path / "src" / f"date={day}"
         folder.mkdir(parents=True)
-        table = tick_data.generate_ticks(date.fromisoformat(day), ticks_per_day=2_000, seed=seed)
-        (folder / "ticks.csv").write_bytes(tick_data.to_csv_bytes(table))
+        table = tick_generator.generate_ticks(date.fromisoformat(day), ticks_per_day=2_000, seed=seed)
+        (folder / "ticks.csv").write_bytes(tick_generator.to_csv_bytes(table))
         landing.land("ticks", str(folder))
         ticks.ingest_partition(day, f"run-{day}")
     assert storage.listdir(landing.landing_folder("ticks")) == []
@@ -219,3 +219,30 @@ def test_a_listing_that_ignores_offset_fails_instead_of_looping(retrain_home):
         first_page = api.get("dags/ingest_ticks/dagRuns")
         with pytest.raises(RuntimeError, match="offset=100 returned the first page again"):
             api.listing("dags/ingest_ticks/dagRuns", "dag_runs", get=lambda path: first_page)
+
+
+def test_a_range_reaching_past_yesterday_is_refused_before_anything_is_asked(retrain_home):
+    """Airflow accepts such a range and queues the runs of days to come until their run time: the command
+    used to wait for them until its timeout (309 of 365 partitions ingested, the rest queued)."""
+    import os
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+
+    from retrain.errors import UsageError
+
+    today = datetime.now(timezone.utc).date()
+    first, last = (today - timedelta(days=3)).isoformat(), (today + timedelta(days=1)).isoformat()
+    with FakeAirflow() as fake:
+        with pytest.raises(UsageError, match=f"the last must come before today, {today} UTC "
+                                             fr"\(observed {last}, 2 day\(s\) not over\)"):
+            stack.backfill_ticks(first, last, echo=lambda _: None, api=_api(fake))
+        assert fake.posts == 0
+    out = subprocess.run([sys.executable, "-m", "retrain", "backfill", "ticks", first, today.isoformat()],
+                         env=os.environ | {"RETRAIN_HOME": str(retrain_home)}, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2
+    err = out.stderr.strip()
+    assert err.startswith(f"retrain backfill: backfill {first}..{today}: a backfill rebuilds days that are over")
+    assert "\n" not in err
+    assert storage.listdir(landing.landing_folder("ticks")) == []

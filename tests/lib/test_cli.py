@@ -80,7 +80,7 @@ def test_data_too_short_to_train_on_is_refused_with_exit_3_and_the_minimum_not_a
         out = _retrain(step, "household_power", version, env=cli_env)
         assert out.returncode == 3, out.stderr
         assert f"retrain {step}: data refused: household_power snapshot {version} failed" in out.stderr
-        assert "at least 35 days" in out.stderr and "Traceback" not in out.stderr
+        assert "at least 38 days" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_history_of_a_model_with_no_version_says_so(cli_env):

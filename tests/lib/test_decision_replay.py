@@ -88,7 +88,24 @@ def test_decisions_state_their_power_on_version_and_run(judged):
     assert judged["better"]["power"]["mde"] == pytest.approx(float(better.tags["decision.mde"]), rel=1e-5)
     run = client.get_run(judged["worse"]["candidate_run_id"]).data.tags
     assert run["promotion.decision"] == "rejected" and run["promotion.n"] == str(N_EVAL)
-    assert run["promotion.powered"] == "n/a" and "promotion.mde" in run
+    # the repo policy's 0.06 kW minimum needs 197 examples at its planning sd: 240 are enough
+    assert run["promotion.powered"] == "true" and run["promotion.required_n"] == "197" and "promotion.mde" in run
+    assert better.tags["decision.powered"] == "true" and better.tags["decision.required_n"] == "197"
+
+
+def test_decisions_name_the_versioned_held_out_set_they_used(judged, world):
+    from retrain import tracking
+
+    data = world["data"]
+    label = f"household_power @ {data['version']} (sha256 {data['sha256'][:12]}): test tail"
+    version = tracking.client().get_model_version(MODEL, judged["better"]["version"])
+    assert version.tags["eval_set"].startswith(label) and version.tags["eval_set"].endswith(f", n={N_EVAL}")
+    assert f"Evaluation set (held out, never trained on): {version.tags['eval_set']}." in version.description
+    run = tracking.client().get_run(judged["worse"]["candidate_run_id"]).data.tags
+    assert run["promotion.eval_set"].startswith(label)
+    identity = judged["better"]["evaluation_set"]
+    assert (identity["dataset"], identity["version"], identity["sha256"], identity["n"]) == (
+        "household_power", data["version"], data["sha256"], N_EVAL)
 
 
 def test_outcomes_and_policy_are_logged_with_the_decision(judged, tmp_path):
@@ -106,6 +123,7 @@ def test_outcomes_and_policy_are_logged_with_the_decision(judged, tmp_path):
     record = json.loads((local / "decision.json").read_text())
     assert record["n"] == N_EVAL and record["seed"] == record["policy"]["seed"] == 20261126
     assert record["compared_champion"] == judged["first"]["version"] and record["outcome"] == "promoted"
+    assert record["evaluation_set"] == judged["better"]["evaluation_set"] and record["evaluation_set"]["n"] == N_EVAL
 
 
 @pytest.mark.parametrize("which, against", [("first", "baseline"), ("better", "champion")])
@@ -184,6 +202,8 @@ def test_the_demo_summary_shows_the_latest_decisions_power(judged, capsys):
     [row] = [r for r in rows if r["model"] == MODEL]
     mde = float(tracking.client().get_run(judged["worse"]["candidate_run_id"]).data.tags["promotion.mde"])
     assert row["decision"] == "rejected"
-    assert row["power"] == f"n={N_EVAL} vs the champion, detects ≥ {mde:.4g} at 80% power"
+    held_out = tracking.client().get_run(judged["worse"]["candidate_run_id"]).data.tags["promotion.eval_set"]
+    assert row["power"] == (f"n={N_EVAL} vs the champion, detects ≥ {mde:.4g} at 80% power; enough for the policy "
+                            f"minimum (needs n ≥ 197); held out: {held_out}")
     demo.print_summary(rows, echo=print)
     assert f"power: n={N_EVAL} vs the champion" in capsys.readouterr().out

@@ -61,7 +61,7 @@ def _file(tables: list[pa.Table]) -> bytes:
 
 def test_monthly_increments_accumulate_and_train_once_the_window_is_long_enough(retrain_home, tmp_path):
     cfg = config.dataset_settings("tabular_ml_training", DATASET)
-    assert cfg.min_history_days == 35
+    assert cfg.min_history_days == 38
 
     feb = _increment(tmp_path, "2007-02.txt", FEB, 28)
     assert feb.status == "ingested"
@@ -69,7 +69,7 @@ def test_monthly_increments_accumulate_and_train_once_the_window_is_long_enough(
         workload.gate(_event(feb.snapshot), str(tmp_path / "gate-1"))
     failure = info.value.failures[0]
     assert failure["expectation"] == "training_window"
-    assert "at least 35 days" in failure["rule"] and "28.0 days" in failure["observed"], failure
+    assert "at least 38 days" in failure["rule"] and "28.0 days" in failure["observed"], failure
 
     mar = _increment(tmp_path, "2007-03.txt", FEB + timedelta(days=28), 30)  # 1 .. 30 March
     apr = _increment(tmp_path, "2007-04.txt", FEB + timedelta(days=58), 31)  # 31 March .. 30 April
@@ -197,7 +197,7 @@ def test_a_window_shorter_than_training_needs_is_refused_by_config(config_dir, e
     def too_short(raw):
         raw["datasets"][DATASET]["window_days"] = 12
 
-    with pytest.raises(config.ConfigError, match="window_days .12. must be at least the 35 days"):
+    with pytest.raises(config.ConfigError, match="window_days .12. must be at least the 38 days"):
         edit_config("tabular_ml_training", too_short)
         config.dataset_settings("tabular_ml_training", DATASET)
 

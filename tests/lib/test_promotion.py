@@ -190,56 +190,75 @@ def test_regression_too_few_examples_names_the_minimum(regression_policy):
     assert "evaluation has 40 examples; the policy needs at least 48" in _reasons(d)
 
 
-def test_regression_min_improvement_not_reached(regression_policy):
-    policy = _policy(REGRESSION, min_improvement=0.5)
-    actual, cand, champ = _regression(400, champion_sd=1.0, candidate_sd=0.6)
-    c = promotion.compare(actual, cand, champ, policy)
-    assert 0.3 < c.improvement < 0.5 and c.ci_high < 0  # significant, but smaller than the policy asks
-    assert c.mde < 0.5  # and n was large enough to see 0.5
-    d = _decide(policy, c)
-    assert (d.promote, d.outcome) == (False, "rejected")
-    assert "does not exceed the policy minimum 0.5" in _reasons(d)
-    # the same comparison passes a bar below its confidence bound
-    assert _decide(_policy(REGRESSION, min_improvement=0.2), c).promote
-
-
-@pytest.mark.parametrize("data, policy", [
-    (lambda: _regression(400, champion_sd=1.0, candidate_sd=0.6), REGRESSION),
-    (lambda: _classifier(820, 120, 20, 40), CLASSIFIER),
+@pytest.mark.parametrize("data, policy, spread", [
+    (lambda: _regression(400, champion_sd=1.0, candidate_sd=0.6), REGRESSION, {"planning_sd": 1.0}),
+    (lambda: _classifier(820, 120, 20, 40), CLASSIFIER, {"planning_discordance": 0.14}),
 ], ids=["rmse", "accuracy"])
-def test_min_improvement_is_read_against_the_confidence_bound(data, policy):
-    """Just below the improvement's lower confidence bound: promoted; just above it: rejected, although the
-    point estimate clears both bars (the issue's Δ 0.015, CI [0.006, 0.024] against a 0.01 minimum)."""
+def test_a_significant_improvement_smaller_than_the_minimum_is_promoted_on_a_powered_set(data, policy, spread):
+    """min_improvement sizes the evaluation set; it is no bar for the estimate (the issue's Δ 0.015, CI [0.006,
+    0.024] against a 0.01 minimum is promoted). A minimum between the CI bound and the point estimate, or above
+    the point estimate, on a set large enough for it: the significant improvement is promoted either way."""
     actual, cand, champ = data()
     c = promotion.compare(actual, cand, champ, _policy(policy))
-    bound = c.improvement_bound
-    assert 0 < bound < c.improvement and c.mde < bound - 1e-6  # significant, and n large enough for the bar
-    below = _decide(_policy(policy, min_improvement=bound - 1e-6), c)
-    above = _decide(_policy(policy, min_improvement=bound + 1e-6), c)
-    assert below.promote and below.outcome == "promoted", below.reasons
-    assert (above.promote, above.outcome) == (False, "rejected")
-    assert f"does not exceed the policy minimum {bound + 1e-6:.4g} (point estimate {c.improvement:.4g})" in _reasons(above)
+    assert 0 < c.improvement_bound < c.improvement  # significant
+    for minimum in ((c.improvement_bound + c.improvement) / 2, 1.5 * c.improvement):
+        sized = _policy(policy, min_improvement=minimum, **spread)
+        assert sized.required_n <= c.n, (minimum, sized.required_n)
+        d = _decide(sized, c)
+        assert (d.promote, d.outcome) == (True, "promoted"), d.reasons
+        assert d.power["powered"] is True and d.power["required_n"] == sized.required_n
+        assert f"enough for the policy minimum {minimum:.4g} (needs n ≥ {sized.required_n} at planning" in _reasons(d)
+        assert promotion.record_tags(d.as_dict())["required_n"] == str(sized.required_n)
+
+
+def test_a_true_improvement_of_exactly_the_minimum_is_promoted_about_80_percent_of_the_time_at_the_required_n():
+    """The boundary: paired outcomes drawn with a true gain of exactly min_improvement at the planning
+    discordance, on exactly the required n, go through the whole decision (McNemar and the bootstrap CI)."""
+    minimum, discordance = 0.05, 0.2
+    policy = _policy(CLASSIFIER, min_improvement=minimum, planning_discordance=discordance, bootstrap_samples=200)
+    n = policy.required_n
+    assert promotion.minimum_detectable_effect("mcnemar", n, math.sqrt(discordance), confidence=0.95) <= minimum
+    assert 0.80 <= _mcnemar_power(n, discordance, minimum) <= 0.86  # the exact test alone
+    only_candidate, only_champion, both_right = (discordance + minimum) / 2, (discordance - minimum) / 2, 0.7
+    rng = np.random.default_rng(21)
+    trials, promoted = 200, 0
+    for _ in range(trials):
+        u = rng.random(n)
+        candidate_right = u < only_candidate + both_right
+        champion_right = (u >= only_candidate) & (u < only_candidate + both_right + only_champion)
+        actual, cand, champ = _labels(n, champion_right, candidate_right)
+        d = promotion.judge_outcomes(policy, actual, cand, champion=champ, quality_verdict="passed")
+        assert d.power["powered"] is True
+        promoted += d.promote
+    assert 0.70 <= promoted / trials <= 0.90, promoted / trials
 
 
 def test_an_underpowered_set_is_inconclusive_and_keeps_the_champion():
-    """+8.3 points on n=300 clears a 0.03 minimum even at its confidence bound, but that n only detects
-    about 0.055: inconclusive, never promoted. Four times the examples, same rates: promoted."""
-    policy = _policy(CLASSIFIER, min_improvement=0.03)
+    """+8.3 points on n=300 is highly significant, but a 0.03 minimum at 12 % planned discordance needs more
+    than 1000 examples: inconclusive, never promoted. Four times the examples, same rates: promoted."""
+    policy = _policy(CLASSIFIER, min_improvement=0.03, planning_discordance=0.12)
     actual, cand, champ = _classifier(240, 30, 5, 25)
     c = promotion.compare(actual, cand, champ, policy)
     assert c.improvement_bound > 0.03 and c.p_value < 0.001  # would pass every other rule
-    assert c.mde == pytest.approx((1.959964 + 0.841621) * math.sqrt(35 / 300) / math.sqrt(300), rel=1e-5)
+    needed, planned = policy.required_n, policy.planned_mde(300)
+    assert 1000 < needed < 1200
+    assert planned == pytest.approx((1.959964 + 0.841621) * math.sqrt(0.12) / math.sqrt(300) + 1 / 300, rel=1e-5)
     d = _decide(policy, c)
     assert (d.promote, d.outcome) == (False, "rejected")
-    needed = promotion.required_n(policy, discordance=35 / 300)
-    assert 300 < needed < 1200
-    assert f"inconclusive: n=300 detects only ≥ {c.mde:.4g} with 80% power, more than the policy minimum 0.03 " \
-           f"(needs n ≥ {needed}); the champion stays" in _reasons(d)
+    assert f"inconclusive: n=300 detects only ≥ {planned:.4g} with 80% power (planning discordance 12.0%), more " \
+           f"than the policy minimum 0.03 (needs n ≥ {needed}); the champion stays" in _reasons(d)
     assert d.power["powered"] is False and promotion.record_tags(d.as_dict())["powered"] == "false"
     larger = promotion.compare(*_classifier(960, 120, 20, 100), policy)
-    assert larger.mde <= 0.03
+    assert larger.n >= needed
     d = _decide(policy, larger)
     assert d.promote and d.power["powered"] is True and "enough for the policy minimum 0.03" in _reasons(d)
+
+
+def test_an_observed_spread_above_the_plan_is_stated():
+    policy = _policy(CLASSIFIER, min_improvement=0.05, planning_discordance=0.05)
+    c = promotion.compare(*_classifier(820, 120, 20, 40), policy)  # 14 % discordant, planned 5 %
+    d = _decide(policy, c)
+    assert d.promote and "the observed spread exceeds the plan" in _reasons(d)
 
 
 def test_without_a_minimum_the_power_statement_is_informational(classifier_policy):
@@ -247,8 +266,8 @@ def test_without_a_minimum_the_power_statement_is_informational(classifier_polic
     c = promotion.compare(actual, cand, champ, classifier_policy)
     d = _decide(classifier_policy, c)
     assert d.power["powered"] is None and d.power["n"] == 300 and d.power["mde"] == c.mde
-    assert c.mde == pytest.approx(2.801585 * math.sqrt(9 / 300) / math.sqrt(300), rel=1e-5)
-    assert ("power: n=300 detects an improvement ≥ 0.02802 in test_accuracy with 80% power (mcnemar, 3.0% "
+    assert c.mde == pytest.approx(2.801585 * math.sqrt(9 / 300) / math.sqrt(300) + 1 / 300, rel=1e-5)
+    assert ("power: n=300 detects an improvement ≥ 0.03135 in test_accuracy with 80% power (mcnemar, 3.0% "
             "discordant pairs); the policy sets no minimum improvement") in d.reasons
     assert "within noise" in _reasons(d)  # decided exactly as before
 
@@ -286,13 +305,15 @@ def test_rmse_paired_differences_average_to_the_rmse_difference_and_match_the_bo
 
 @pytest.mark.parametrize("discordance, effect", [(0.03, 0.01), (0.10, 0.02), (0.30, 0.05)])
 def test_required_n_is_the_inverse_of_the_mde(discordance, effect):
-    policy = _policy(CLASSIFIER, min_improvement=effect)
+    policy = _policy(CLASSIFIER, min_improvement=effect, planning_discordance=discordance)
     n = promotion.required_n(policy, discordance=discordance)
+    assert policy.required_n == n
     sd = math.sqrt(discordance)
     assert promotion.minimum_detectable_effect("mcnemar", n, sd, confidence=0.95) <= effect
     assert promotion.minimum_detectable_effect("mcnemar", n - 1, sd, confidence=0.95) > effect
-    regression = _policy(REGRESSION, min_improvement=effect)
+    regression = _policy(REGRESSION, min_improvement=effect, planning_sd=sd)
     m = promotion.required_n(regression, sd=sd)
+    assert regression.required_n == m
     assert promotion.minimum_detectable_effect("paired_bootstrap", m, sd, confidence=0.95) <= effect
     assert promotion.minimum_detectable_effect("paired_bootstrap", m - 1, sd, confidence=0.95) > effect
 
@@ -306,7 +327,10 @@ def test_required_n_needs_an_effect_and_a_spread(classifier_policy):
 
 
 def _mcnemar_power(n: int, discordance: float, effect: float, alpha: float = 0.05) -> float:
-    """Exact power of the two-sided exact McNemar test (and b > c) for a true accuracy gain ``effect``."""
+    """Exact power of the two-sided exact McNemar test (and b > c) for a true accuracy gain ``effect``.
+
+    With d discordant pairs, b > d/2 of them the candidate's, the exact two-sided p-value is 2·P(X ≥ b),
+    X ~ Bin(d, 1/2): scipy's binomtest at p = 1/2, vectorised."""
     from scipy.stats import binom
 
     p_b = (discordance + effect) / 2  # P(only candidate right); P(only champion right) = discordance - p_b
@@ -316,7 +340,7 @@ def _mcnemar_power(n: int, discordance: float, effect: float, alpha: float = 0.0
         if weight < 1e-12:
             continue
         b = np.arange(d + 1)
-        rejects = (np.array([binomtest(int(k), d, 0.5).pvalue for k in b]) < alpha) & (b > d - b)
+        rejects = (2 * binom.sf(b - 1, d, 0.5) < alpha) & (b > d - b)
         power += weight * binom.pmf(b, d, p_b / discordance)[rejects].sum()
     return power
 
@@ -328,16 +352,20 @@ def test_a_true_effect_of_the_stated_mde_is_found_with_about_80_percent_power(n,
     assert _mcnemar_power(n, discordance, mde / 2) < 0.4  # half of it is mostly missed
 
 
-def test_bootstrap_decisions_find_the_stated_mde_about_80_percent_of_the_time():
-    policy = _mae_policy(bootstrap_samples=200)
+def test_bootstrap_decisions_find_a_true_minimum_about_80_percent_of_the_time_at_the_required_n():
+    """The boundary for the paired bootstrap: a true MAE gain of exactly min_improvement, per-example spread at
+    the planning sd, on exactly the required n, through the whole decision."""
+    policy = _mae_policy(bootstrap_samples=200, min_improvement=0.07, planning_sd=0.3)
+    n, sd, minimum, promoted = policy.required_n, 0.3, 0.07, 0
+    assert promotion.minimum_detectable_effect("paired_bootstrap", n, sd, confidence=0.95) <= minimum
     rng = np.random.default_rng(12)
-    n, sd, promoted = 150, 0.3, 0
-    mde = promotion.minimum_detectable_effect("paired_bootstrap", n, sd, confidence=0.95)
     trials = 200
     for _ in range(trials):
         champ_err = rng.uniform(1, 2, n)
-        cand_err = champ_err - mde + rng.normal(0, sd, n)
-        promoted += _decide(policy, promotion.compare(np.zeros(n), cand_err, champ_err, policy)).promote
+        cand_err = champ_err - minimum + rng.normal(0, sd, n)
+        d = _decide(policy, promotion.compare(np.zeros(n), cand_err, champ_err, policy))
+        assert d.power["powered"] is True
+        promoted += d.promote
     assert 0.70 <= promoted / trials <= 0.90, promoted / trials
 
 
@@ -500,15 +528,6 @@ def test_classifier_first_model(classifier_policy):
     assert (bad.promote, bad.outcome) == (False, "rejected") and "not significantly better" in _reasons(bad)
 
 
-def test_classifier_min_improvement_not_reached():
-    policy = _policy(CLASSIFIER, min_improvement=0.15)
-    actual, cand, champ = _classifier(820, 120, 20, 40)  # +10 points, highly significant
-    c = promotion.compare(actual, cand, champ, policy)
-    d = _decide(policy, c)
-    assert (d.promote, d.outcome) == (False, "rejected")
-    assert "does not exceed the policy minimum 0.15" in _reasons(d)
-
-
 def test_decision_as_dict_is_plain(classifier_policy):
     actual, cand, champ = _classifier(820, 120, 20, 40)
     d = _decide(classifier_policy, promotion.compare(actual, cand, champ, classifier_policy))
@@ -656,6 +675,57 @@ def test_repo_policies_load():
     assert promotion.policy_for("mnist_cnn") is policies["mnist_cnn"]
 
 
+def test_every_repo_policy_derives_its_required_n_and_the_demo_and_defaults_reach_it():
+    """Each policy's minimum and planning spread give its n; the evaluation sets the demo and the default
+    configs produce hold at least that many examples, so every default decision is powered."""
+    from datetime import date
+
+    from retrain import demo
+    from retrain.data import tick_generator
+    from retrain.training import ticks
+
+    policies = promotion.load_policies()
+    needed = {model: p.required_n for model, p in policies.items()}
+    for model, p in policies.items():
+        assert p.min_improvement > 0 and p.planning_spread is not None, model
+        assert needed[model] == promotion.required_n(p, sd=p.planning_sd, discordance=p.planning_discordance)
+        assert p.planned_mde(needed[model]) <= p.min_improvement < p.planned_mde(needed[model] - 1)
+        if p.test == "mcnemar":  # the exact test itself, not only its normal approximation, reaches 80 %
+            assert _mcnemar_power(needed[model], p.planning_discordance, p.min_improvement) >= 0.80, model
+    assert needed == {"household_power_lgbm": 197, "mnist_cnn": 2944, "cifar10_cnn": 2683,
+                      "ticks_direction_lgbm": 1403}
+    power = config.dataset_settings("tabular_ml_training", "household_power")
+    assert power.split.test_days * 24 >= needed["household_power_lgbm"]
+    assert 2 * demo.MNIST["n_test"] >= needed["mnist_cnn"]  # the demo retrains MNIST on its second drop
+    assert demo.CIFAR10["n_test"] >= needed["cifar10_cnn"]  # one drop already holds it
+    cfg = config.dataset_settings("time_series_training", "ticks")
+    day = tick_generator.generate_ticks(date(2026, 3, 2), cfg.symbols, demo.TICKS_PER_DAY, seed=1)
+    assert len(ticks.partition_features(day, cfg).dropna(subset=["label"])) >= needed["ticks_direction_lgbm"]
+
+
+@pytest.mark.parametrize("workload, path, value, model, numbers", [
+    ("tabular_ml_training", ("datasets", "household_power", "split", "test_days"), 8, "household_power_lgbm",
+     ("needs n ≥ 197", "holds at most 192", "split.test_days 8 × 24")),
+    ("promotion", ("models", "ticks_direction_lgbm", "min_improvement"), 0.005, "ticks_direction_lgbm",
+     ("needs n ≥ 66330", "holds at most 5760", "4 symbols × 1440 bars of 60 s")),
+], ids=["power-test-tail-too-short", "ticks-minimum-too-small-for-a-day"])
+def test_a_held_out_set_that_can_never_reach_the_required_n_is_refused(edit_config, workload, path, value, model,
+                                                                      numbers):
+    def change(raw):
+        node = raw
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    edit_config(workload, change)
+    promotion.load_policies.cache_clear()
+    with pytest.raises(ConfigError) as info:
+        promotion.load_policies()
+    message = str(info.value)
+    assert f"models.{model}: min_improvement" in message, message
+    assert all(number in message for number in numbers), message
+
+
 def test_policy_for_unknown_model():
     with pytest.raises(ConfigError, match="no policy for model 'nope'"):
         promotion.policy_for("nope")
@@ -705,6 +775,13 @@ IMPOSSIBLE = {
     "min-eval-examples-0": ("ticks_direction_lgbm", {"min_eval_examples": 0}, "min_eval_examples", "0"),
     "mcnemar-on-rmse": ("household_power_lgbm", {"test": "mcnemar"}, "mcnemar", "test_rmse"),
     "negative-min-improvement": ("household_power_lgbm", {"min_improvement": -0.1}, "min_improvement", "-0.1"),
+    "minimum-without-planning-discordance": ("mnist_cnn", {"planning_discordance": None}, "planning_discordance",
+                                             "min_improvement 0.01"),
+    "minimum-without-planning-sd": ("household_power_lgbm", {"planning_sd": None}, "planning_sd",
+                                    "min_improvement 0.06"),
+    "mcnemar-planned-with-an-sd": ("ticks_direction_lgbm", {"planning_sd": 0.3}, "planning_sd",
+                                   "plans with planning_discordance"),
+    "planning-discordance-above-one": ("cifar10_cnn", {"planning_discordance": 1.5}, "planning_discordance", "1.5"),
     "unknown-direction": ("cifar10_cnn", {"direction": "up"}, "direction", "'up'"),
     "unknown-test": ("cifar10_cnn", {"test": "t_test"}, "test", "'t_test'"),
     "negative-guardrail-tolerance": ("household_power_lgbm",

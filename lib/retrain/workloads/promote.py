@@ -99,6 +99,29 @@ EVALUATION_SETS: dict[str, Callable[[Any], tuple[Any, np.ndarray]]] = {
 }
 
 
+# registered model -> which part of the snapshot its held-out examples are (never trained on)
+HELD_OUT: dict[str, str] = {
+    "household_power_lgbm": "test tail of the window (the last split.test_days days, hourly)",
+    "mnist_cnn": "test split of every drop so far",
+    "cifar10_cnn": "test split of every drop so far",
+    "ticks_direction_lgbm": "test partition (the window's last day)",
+}
+
+
+def evaluation_set(model: str, data: Mapping[str, Any], snapshot, n: int) -> dict:
+    """The identity of the versioned held-out set a decision was made on: dataset, snapshot version and
+    sha256 (and partition), which part of it, how many drops it holds, and n; ``label`` is its one-line form."""
+    drops = snapshot.manifest.get("drops") if snapshot is not None else None
+    identity = {"dataset": snapshot.dataset if snapshot is not None else data.get("dataset"),
+                "version": data.get("version"), "sha256": data.get("sha256"), "partition": data.get("partition"),
+                "held_out": HELD_OUT.get(model, "test split"), "drops": len(drops) if drops else None, "n": int(n)}
+    where = f" partition {identity['partition']}" if identity["partition"] else ""
+    grown = f", {identity['drops']} drops" if identity["drops"] else ""
+    identity["label"] = (f"{identity['dataset']}{where} @ {identity['version']} "
+                         f"(sha256 {str(identity['sha256'])[:12]}): {identity['held_out']}{grown}, n={n}")
+    return identity
+
+
 def _artifact_frame(run_id: str, path: str):
     import mlflow
     import pandas as pd
@@ -186,6 +209,7 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
     window_end = data.get("window_end")
     baseline_pred = BASELINES[model](run, len(actual)) if model in BASELINES else None
     verdict = run.data.tags.get("quality.verdict", "unknown")
+    held_out = evaluation_set(model, data, snapshot, len(actual))
 
     champion = registry.alias_version(model, registry.CHAMPION)
     for _ in range(MAX_ATTEMPTS):
@@ -195,6 +219,7 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
             summary = {"outcome": "rejected", "promote": False, "comparison": None, "model": model,
                        "candidate_run_id": run_id, "compared_champion": compared,
                        "data_version": data.get("version"), "data_sha256": data.get("sha256"),
+                       "evaluation_set": held_out,
                        "reasons": [f"trained on a window ending {window_end}, older than the champion's "
                                    f"({champion_window}); stale windows are never promoted (backfill policy)"]}
             _log_comparison(run_id, summary, policy)
@@ -205,7 +230,8 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
                                             baseline=baseline_pred, quality_verdict=verdict)
         summary = decision.as_dict() | {"model": model, "candidate_run_id": run_id, "compared_champion": compared,
                                         "data_version": data.get("version"), "data_sha256": data.get("sha256"),
-                                        "window_end": window_end, "record": promotion.record_tags(decision.as_dict())}
+                                        "window_end": window_end, "evaluation_set": held_out,
+                                        "record": promotion.record_tags(decision.as_dict())}
         outcomes = decisions.Outcomes(actual, candidate_pred, champion_pred, baseline_pred)
         with registry.champion_lock(model):
             tags = tracking.client().get_run(run_id).data.tags
@@ -264,6 +290,7 @@ def _complete_interrupted_move(model: str, run, event: Mapping[str, Any], coordi
                    "model": model, "candidate_run_id": run_id, "compared_champion": move.previous_champion,
                    "previous_champion": move.previous_champion, "data_version": tags.get("data.version"),
                    "data_sha256": tags.get("data.sha256"), "champion_event": True,
+                   "evaluation_set": {"label": tags["eval_set"]} if tags.get("eval_set") else None,
                    "reasons": [r for r in tags.get("decision.reasons", "").split(" | ") if r]
                    + ["alias move completed by a retry after an interruption"]}
         log.warning("%s: version %s of run %s was already champion (an interrupted promotion); completed it",
@@ -346,6 +373,7 @@ def _version_tags(summary: dict, run, coordinates: Mapping[str, Any]) -> dict[st
         "data.version": str(summary.get("data_version") or ""),
         "data.sha256": str(summary.get("data_sha256") or ""),
         "data.window_end": str(summary.get("window_end") or ""),
+        "eval_set": str((summary.get("evaluation_set") or {}).get("label") or ""),
         "quality.verdict": run.data.tags.get("quality.verdict", "unknown"),
         "airflow.dag_id": str(coordinates.get("dag_id", "")),
         "airflow.run_id": str(coordinates.get("run_id", "")),
@@ -370,6 +398,8 @@ def _markdown(summary: dict, policy: promotion.PromotionPolicy) -> str:
     lines += [f"- {r}" for r in summary["reasons"]]
     lines += ["", f"Data: snapshot `{summary.get('data_version')}` (sha256 `{str(summary.get('data_sha256'))[:12]}…`); "
               f"candidate run `{summary['candidate_run_id']}`."]
+    if summary.get("evaluation_set"):
+        lines += ["", f"Evaluation set (held out, never trained on): {summary['evaluation_set']['label']}."]
     if c:
         level = round(policy.confidence * 100)
         first = c.get("against") == "baseline"
@@ -384,8 +414,9 @@ def _markdown(summary: dict, policy: promotion.PromotionPolicy) -> str:
         power = summary.get("power") or {}
         if power:
             powered = {True: "yes", False: "**no: inconclusive**", None: "no minimum applies"}[power.get("powered")]
+            needs = f" (needs n ≥ {power['required_n']})" if power.get("required_n") is not None else ""
             lines += ["", f"**Power:** n={power['n']}; minimum detectable effect {power['mde']:.4g} at "
-                          f"{power['power']:.0%} power; min_improvement {power['min_improvement']:.4g}; "
+                          f"{power['power']:.0%} power; min_improvement {power['min_improvement']:.4g}{needs}; "
                           f"large enough: {powered}."]
         if c.get("extra"):
             e, who = c["extra"], "baseline" if first else "champion"
@@ -437,8 +468,10 @@ def _record(run, model: str, summary: dict, event: Mapping[str, Any], coordinate
         client.set_tag(run_id, "promotion.version", str(summary["version"]))
     for key, value in (summary.get("record") or {}).items():  # n, MDE, powered, Δ, CI, p: what `retrain decision` checks
         client.set_tag(run_id, f"promotion.{key}", value)
+    if (summary.get("evaluation_set") or {}).get("label"):
+        client.set_tag(run_id, "promotion.eval_set", summary["evaluation_set"]["label"])
     brief = {k: summary.get(k) for k in ("outcome", "promote", "version", "compared_champion", "previous_champion",
-                                         "approval_timeout_hours", "power")}
+                                         "approval_timeout_hours", "power", "evaluation_set")}
     brief |= {"model": model, "candidate_run_id": run_id, "reasons": summary["reasons"][:5],
               "airflow_run_id": coordinates.get("run_id")}
     client.set_tag(run_id, "promotion.summary", json.dumps(brief, default=str)[:7900])

@@ -12,6 +12,7 @@ host: Airflow metadata and the MLflow store in PostgreSQL, and one Celery worker
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -29,6 +30,7 @@ from retrain import environment
 from retrain.errors import ConfigError
 from retrain.settings import get_settings
 
+log = logging.getLogger(__name__)
 COMPONENTS = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 
@@ -525,13 +527,26 @@ class AirflowApi:
         with urllib.request.urlopen(request, timeout=10) as response:
             self.token = json.load(response)["access_token"]
 
+    # An idempotent request answered 5xx is asked again: on the embedded stack a write (even the audit-log row
+    # of a PATCH) fails with 500 when SQLite stays locked past its 5 s busy timeout while tasks commit.
+    IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE"})
+    RETRY_DELAYS = (1.0, 2.0, 4.0)
+
     def request(self, method: str, path: str, payload: dict | None = None) -> dict:
-        request = urllib.request.Request(f"{self.base}/api/v2/{path}", method=method,
-                                         data=json.dumps(payload).encode() if payload is not None else None,
-                                         headers={"Authorization": f"Bearer {self.token}",
-                                                  "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
+        data = json.dumps(payload).encode() if payload is not None else None
+        delays = list(self.RETRY_DELAYS) if method in self.IDEMPOTENT else []
+        while True:
+            request = urllib.request.Request(f"{self.base}/api/v2/{path}", method=method, data=data,
+                                             headers={"Authorization": f"Bearer {self.token}",
+                                                      "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or not delays:
+                    raise
+                log.warning("%s %s: Airflow answered %s; asking again in %.0f s", method, path, exc.code, delays[0])
+                time.sleep(delays.pop(0))
 
     def get(self, path: str) -> dict:
         return self.request("GET", path)

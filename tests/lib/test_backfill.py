@@ -24,7 +24,8 @@ class FakeAirflow:
     """The part of Airflow's REST API that `retrain backfill` uses, with Airflow's paging and 409 rules."""
 
     def __init__(self, *, runs: int = 0, backfills: list[dict] | None = None, conflict_on_post: bool = False,
-                 complete_after: int = 3):
+                 complete_after: int = 3, server_errors: int = 0):
+        self.server_errors = server_errors  # requests answered 500 first (SQLite locked on the embedded stack)
         self.runs = [{"dag_run_id": f"scheduled__{i}", "run_type": "scheduled", "state": "success"}
                      for i in range(runs)]
         self.backfills = list(backfills or [])
@@ -47,10 +48,19 @@ class FakeAirflow:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _server_error(self) -> bool:
+                if fake.server_errors:
+                    fake.server_errors -= 1
+                    self._send(500, {"detail": "Internal Server Error"})
+                    return True
+                return False
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if self.path == "/auth/token":
                     return self._send(201, {"access_token": "token"})
+                if self._server_error():
+                    return None
                 if self.headers.get("Authorization") != "Bearer token":
                     return self._send(401, {"detail": "no token"})
                 if self.path == "/api/v2/backfills":
@@ -60,6 +70,8 @@ class FakeAirflow:
             def do_GET(self):
                 if self.headers.get("Authorization") != "Bearer token":
                     return self._send(401, {"detail": "no token"})
+                if self._server_error():
+                    return None
                 url = urlparse(self.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 if url.path == "/api/v2/dags/ingest_ticks/dagRuns":
@@ -246,3 +258,18 @@ def test_a_range_reaching_past_yesterday_is_refused_before_anything_is_asked(ret
     assert err.startswith(f"retrain backfill: backfill {first}..{today}: a backfill rebuilds days that are over")
     assert "\n" not in err
     assert storage.listdir(landing.landing_folder("ticks")) == []
+
+
+def test_a_read_answered_500_is_asked_again_and_a_create_is_not(monkeypatch):
+    """The embedded stack answers 500 while SQLite stays locked past its busy timeout (a CI run met it on a
+    PATCH): idempotent requests are asked again after a pause; a POST, which may have been done, never is."""
+    monkeypatch.setattr(stack.AirflowApi, "RETRY_DELAYS", (0.01, 0.01, 0.01))
+    with FakeAirflow(server_errors=2) as fake:
+        assert _api(fake).get("backfills")["total_entries"] == 0
+    with FakeAirflow(server_errors=4) as fake:
+        with pytest.raises(stack.urllib.error.HTTPError, match="500"):
+            _api(fake).get("backfills")  # three pauses, then the error
+    with FakeAirflow(server_errors=1) as fake:
+        with pytest.raises(stack.urllib.error.HTTPError, match="500"):
+            _api(fake).request("POST", "backfills", {"dag_id": "ingest_ticks"})
+        assert fake.server_errors == 0 and fake.posts == 0

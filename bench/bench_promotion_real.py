@@ -272,6 +272,7 @@ class Tally:
     improvement: list[float] = field(default_factory=list)
     discordance: list[float] = field(default_factory=list)  # share of examples the two models disagree on
     spread: list[float] = field(default_factory=list)  # sd of the per-example paired differences
+    eval_var: list[float] = field(default_factory=list)  # the evaluation's variance of the paired mean: sd² / n
     mde: list[float] = field(default_factory=list)
     powered: list[bool | None] = field(default_factory=list)
     either_way: int = 0  # CI excludes 0, in either direction
@@ -289,6 +290,7 @@ class Tally:
         self.improvement.append(c.improvement)
         self.mde.append(c.mde)
         self.spread.append(c.sd)
+        self.eval_var.append(c.sd ** 2 / c.n)
         self.powered.append((decision.power or {}).get("powered"))
         self.either_way += c.ci_low > 0 or c.ci_high < 0
         if c.extra and "candidate_only_right" in c.extra:
@@ -305,6 +307,26 @@ class Tally:
     def interval(self) -> str:
         low, high = wilson(self.promoted, self.trials)
         return f"[{low:5.1%}, {high:5.1%}]"
+
+    def training_sd(self) -> float:
+        """The seed-to-seed spread of one model's metric on fixed data, from A/A pairs: two retrains differ by
+        Δ with E[Δ²] = sd²/n (the evaluation's noise, which the test already counts) + 2σ², so
+        σ² = (mean Δ² - mean sd²/n) / 2 (0 when the pairs differ no more than the evaluation explains)."""
+        if not self.improvement:
+            return math.nan
+        excess = float(np.mean(np.square(self.improvement)) - np.mean(self.eval_var))
+        return math.sqrt(max(excess, 0.0) / 2)
+
+    def training_sd_interval(self, draws: int = 2000) -> str:
+        """A 95 % bootstrap interval of :meth:`training_sd` over the pairs."""
+        if len(self.improvement) < 3:
+            return "-"
+        rng = np.random.default_rng(5)
+        d2, v = np.square(self.improvement), np.asarray(self.eval_var)
+        idx = rng.integers(0, len(d2), (draws, len(d2)))
+        sds = np.sqrt(np.maximum(d2[idx].mean(axis=1) - v[idx].mean(axis=1), 0) / 2)
+        low, high = np.quantile(sds, [0.025, 0.975])
+        return f"[{low:.4f}, {high:.4f}]"
 
     def powered_share(self) -> str:
         known = [p for p in self.powered if p is not None]
@@ -382,10 +404,16 @@ def calibrate_noise(champion: float, candidate: float, discordance: float) -> fl
 
 
 def simulate(promotion, policy, n: int, base: float, gain: float, s: float, trials: int, seed: int) -> Tally:
+    """Trials of a candidate whose recipe is ``gain`` better than the champion's. With the policy's
+    ``training_sd``, each trial's two models also differ by their seeds, N(0, √2·training_sd), as real retrains
+    do (the A/A measures it); without, the pair's true accuracies differ by exactly ``gain``."""
     rng = np.random.default_rng(seed)
+    spread = math.sqrt(2) * getattr(policy, "training_sd", 0.0)
     tally = Tally()
     for _ in range(trials):
-        actual, candidate, champion = simulate_pair(rng, n, base, min(base + gain, 0.9999), s)
+        true_gain = gain + (rng.normal(0.0, spread) if spread else 0.0)
+        candidate_accuracy = float(np.clip(base + true_gain, 0.01, 0.9999))
+        actual, candidate, champion = simulate_pair(rng, n, base, candidate_accuracy, s)
         tally.add(judge(promotion, policy, actual, candidate, champion))
     return tally
 
@@ -505,6 +533,14 @@ def study(promotion, home, chosen, aa_pairs, ab_pairs, sim_trials, args, started
           "policy's planning spread; 'CI excl 0': trials whose 95% CI excludes 0 either way; 'stated MDE': mean "
           "minimum detectable improvement (80% power) the decisions state at the observed spread; 'powered': "
           "decisions whose n the library calls large enough for min_improvement (n/a: the policy sets none)")
+
+    print()
+    print("   training spread (seed-to-seed sd of one model's metric on fixed data, from the A/A pairs: "
+          "σ² = (mean Δ² - mean sd²/n) / 2) beside the policy's training_sd:")
+    for key, (wl, r) in results.items():
+        aa, policy = r["aa"], r["policy"]
+        print(f"   {wl.model:<21} measured {aa.training_sd():.4f} (95% {aa.training_sd_interval()}, {aa.trials} pairs); "
+              f"policy training_sd {getattr(policy, 'training_sd', 0.0):.4f}")
 
     # --- table 2: A/B ---
     print()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, task, task_group
 
-from retrain import orchestration
+from retrain import config, orchestration
 
 WORKLOAD = "image_dl_training"
 DATASETS = ("mnist", "cifar10")
@@ -36,10 +36,11 @@ with DAG(
         "dataset": Param(None, type=["null", "string"], enum=[None, *DATASETS], description="Manual run: dataset"),
         "version": Param(None, type=["null", "string"], description="Manual run: snapshot version (default: latest event)"),
         "supersedes": Param([], type="array", description="Versions this run supersedes (set by reconcile_freshness)"),
-        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=200),
-        "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=4096),
-        "lr": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1),
-        "device": Param(None, type=["null", "string"], enum=[None, "auto", "cpu", "cuda"]),
+        # overrides of the loop's config: the bounds are LoopConfig's (configs/image_dl_training.yaml)
+        "epochs": Param(None, type=["null", "integer"], **config.param_bounds(config.LoopConfig, "epochs")),
+        "batch_size": Param(None, type=["null", "integer"], **config.param_bounds(config.LoopConfig, "batch_size")),
+        "lr": Param(None, type=["null", "number"], **config.param_bounds(config.LoopConfig, "lr")),
+        "device": Param(None, type=["null", "string"], **config.param_bounds(config.LoopConfig, "device")),
     },
     **orchestration.dag_kwargs(WORKLOAD),
 ):

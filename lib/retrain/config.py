@@ -7,6 +7,7 @@ workload's name; owner, retries, timeouts, pools and notifications come from her
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Literal
 
 import yaml
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retrain.errors import ConfigError
 from retrain.settings import get_settings
+from retrain.stats import TARGET_POWER, training_floor
 
 
 class Strict(BaseModel):
@@ -176,24 +178,19 @@ class TabularConfig(WorkloadConfig):
 class LoopConfig(Strict):
     """Hyperparameters of the generic training loop (:func:`retrain.training.loop.fit`)."""
 
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(3, ge=1, le=200)
+    batch_size: int = Field(64, ge=1, le=4096)
+    lr: float = Field(1e-3, gt=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
     seed: int = Field(0, ge=0)
     patience: int | None = Field(None, ge=1, description="epochs without a lower val loss before stopping; None: never")
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="auto (CUDA when present), cpu, cuda or cuda:N")
     num_workers: int = Field(0, ge=0, description="DataLoader workers; only for datasets that are not TensorDatasets")
     augment: bool = Field(False, description="random crop (pad 4) + horizontal flip, batch-wise on the device")
     amp: bool = Field(True, description="mixed precision on CUDA (never on CPU)")
     eval_batch_size: int = Field(1024, ge=1)
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if value not in ("auto", "cpu", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N (got {value!r})")
-        return value
 
 
 class ImageDataset(Strict):
@@ -264,11 +261,117 @@ class TimeSeriesConfig(WorkloadConfig):
     backfill_settle_seconds: float = Field(30, ge=0)
 
 
+# metrics a promotion can recompute from logged per-example predictions (retrain.promotion.METRICS)
+PREDICTION_METRICS = ("rmse", "test_rmse", "mae", "test_mae", "accuracy", "test_accuracy")
+
+
+class Guardrail(Strict):
+    metric: str
+    direction: Literal["minimize", "maximize"]
+    tolerance: float = Field(ge=0)  # how much worse (absolute) the candidate may be
+
+
+class PromotionPolicy(Strict):
+    """How a model's candidates are judged (``configs/promotion.yaml``; the statistics: :mod:`retrain.promotion`)."""
+
+    primary_metric: str
+    direction: Literal["minimize", "maximize"]
+    min_improvement: float = Field(0.0, ge=0)  # absolute, in the metric's units: the smallest worth a change
+    # the spread the test will see, to size the evaluation set for min_improvement (module docstring):
+    planning_discordance: float | None = Field(None, gt=0, le=1)  # McNemar: share of examples the models disagree on
+    planning_sd: float | None = Field(None, gt=0)  # paired bootstrap: sd of the per-example paired differences
+    # sd of the primary metric between two retrains of one recipe on the same data (seeds, data order): the
+    # spread no evaluation set removes, added to the comparison's variance (module docstring, "Retraining noise")
+    training_sd: float = Field(0.0, ge=0)
+    guardrails: list[Guardrail] = Field(default_factory=list)
+    min_eval_examples: int = Field(30, ge=1)
+    test: Literal["paired_bootstrap", "mcnemar"] = "paired_bootstrap"
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    bootstrap_samples: int = Field(2000, ge=200, le=100_000)
+    baseline_metric: str | None = None  # a first model must beat this metric of its own run
+    require_approval: bool = False
+    approval_timeout_hours: float = Field(24, gt=0)
+    seed: int = 20261126
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.test == "mcnemar" and self.primary_metric not in ("accuracy", "test_accuracy"):
+            raise ValueError(f"test 'mcnemar' only judges accuracy, not {self.primary_metric!r}")
+        if self.primary_metric not in PREDICTION_METRICS:
+            raise ValueError(f"primary_metric {self.primary_metric!r} cannot be recomputed from predictions "
+                             f"(known: {sorted(PREDICTION_METRICS)})")
+        expected = "maximize" if self.primary_metric.endswith("accuracy") else "minimize"
+        if self.direction != expected:
+            raise ValueError(f"{self.primary_metric!r} must be {expected}d, not {self.direction}d")
+        key, other = (("planning_discordance", "planning_sd") if self.test == "mcnemar"
+                      else ("planning_sd", "planning_discordance"))
+        if getattr(self, other) is not None:
+            raise ValueError(f"{other} does not plan a {self.test} test; it plans with {key}")
+        if self.min_improvement > 0 and getattr(self, key) is None:
+            raise ValueError(f"min_improvement {self.min_improvement:g} needs {key} (the spread the {self.test} test "
+                             "will see) to size the evaluation set that detects it with 80 % power")
+        floor = training_floor(self.training_sd, self.confidence)
+        if 0 < self.min_improvement <= floor:
+            raise ValueError(f"min_improvement {self.min_improvement:g} cannot be found with {TARGET_POWER:.0%} power "
+                             f"on any evaluation set: two retrains of the same recipe already differ with sd "
+                             f"√2·{self.training_sd:g} (training_sd), so no n detects less than {floor:.4g}")
+        return self
+
+    @property
+    def planning_spread(self) -> float | None:
+        """The planned sd of the per-example paired differences (for McNemar, sqrt of the discordant share)."""
+        if self.test == "mcnemar":
+            return None if self.planning_discordance is None else math.sqrt(self.planning_discordance)
+        return self.planning_sd
+
+    @property
+    def required_n(self) -> int | None:
+        """Evaluation examples needed to find a true improvement of ``min_improvement`` with 80 % power at the
+        planning spread (None: the policy sets no minimum)."""
+        if self.min_improvement <= 0:
+            return None
+        from retrain import promotion  # numpy: only when a decision is sized, never at DAG parse
+
+        return promotion.required_n(self, sd=self.planning_sd, discordance=self.planning_discordance)
+
+    def planned_mde(self, n: int) -> float | None:
+        """What n examples detect with 80 % power at the planning spread (None without one)."""
+        from retrain import promotion
+
+        spread = self.planning_spread
+        return None if spread is None else promotion.minimum_detectable_effect(
+            self.test, n, spread, confidence=self.confidence, training_sd=self.training_sd)
+
+    def planning(self) -> str:
+        spread = (f"planning discordance {self.planning_discordance:.1%}" if self.test == "mcnemar"
+                  else f"planning sd {self.planning_sd:.4g}")
+        return spread + (f", training sd {self.training_sd:.4g}" if self.training_sd else "")
+
+
 class PromotionConfig(WorkloadConfig):
-    """The promotion DAG's defaults; the per-model policies are validated by :mod:`retrain.promotion`."""
+    """``configs/promotion.yaml``: the promotion DAG's defaults and one typed policy per registered model, each
+    ``policy_defaults`` with the model's own keys over them (whether each model's held-out set can reach its
+    required n is checked by :func:`retrain.promotion.load_policies`, which needs the other workloads' configs)."""
 
     policy_defaults: dict[str, Any] = Field(default_factory=dict)
-    models: dict[str, dict[str, Any]]
+    models: dict[str, PromotionPolicy]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policies(cls, raw: Any) -> Any:
+        """Each model's policy is the defaults overridden by its own keys; problems name the model."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
+            return raw
+        defaults = raw.get("policy_defaults") or {}
+        if unknown := sorted(set(defaults) - set(PromotionPolicy.model_fields)):
+            raise ValueError(f"policy_defaults: unknown keys {unknown} (known: {sorted(PromotionPolicy.model_fields)})")
+        policies = {}
+        for model, spec in raw["models"].items():
+            try:
+                policies[model] = PromotionPolicy.model_validate({**defaults, **(spec or {})})
+            except ValidationError as exc:
+                raise ValueError(f"models.{model}: {_problems(exc)}") from None
+        return {**raw, "models": policies}
 
 
 class WorkerSpec(Strict):
@@ -327,12 +430,25 @@ def dataset_settings(workload: str, dataset: str):
         raise ConfigError(f"{workload}: no dataset {dataset!r} configured (known: {sorted(cfg.datasets)})") from None
 
 
+_SCHEMA_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "enum", "minLength",
+                  "maxLength")
+
+
+def param_bounds(model: type[BaseModel], field: str) -> dict[str, Any]:
+    """The JSON-schema bounds of one config field (minimum, maximum, pattern, …), for an Airflow ``Param`` that
+    overrides it: a DAG's param accepts exactly what the config model accepts, stated once (in the model)."""
+    schema = model.model_json_schema()["properties"][field]
+    return {key: schema[key] for key in _SCHEMA_BOUNDS if key in schema}
+
+
 def register(workload: str, model: type[WorkloadConfig]) -> None:
     _MODELS[workload] = model
 
 
 def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
+    """Each problem as ``field.path: message (got value)``; a model-level rule's message stands alone."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" if e["loc"]
+                     else e["msg"].removeprefix("Value error, ") for e in exc.errors())
 
 
 @functools.cache

@@ -38,7 +38,7 @@ def _power_continues() -> datetime:
     return datetime.fromisoformat(head.manifest["time_range"][1]) + timedelta(minutes=1)
 # test images per drop: the cumulative test split is the held-out set promotion judges on, and reaches each
 # policy's required n (configs/promotion.yaml) by the demo's first comparison with a champion: MNIST's
-# retrain (two drops, 3000 >= 2944); CIFAR-10 is not retrained by the demo: its first drop alone holds it
+# retrain (two drops, 3000 >= 1916); CIFAR-10 is not retrained by the demo: its first drop alone holds it
 # (2700 >= 2683), so any later drop is judged on a powered set
 MNIST = {"n_train": 3000, "n_test": 1500}
 CIFAR10 = {"n_per_batch": 900, "n_batches": 2, "n_test": 2700}

@@ -36,6 +36,17 @@ real; the set was sized for the minimum, not the other way round). Reading the m
 bound instead would promote a true improvement of exactly the minimum well under half the time. The observed
 MDE is stated beside the plan, so a plan whose spread was too optimistic shows on the decision.
 
+**Retraining noise.** Two models trained from one recipe on the same data with different seeds (weight init,
+data order) are different models: on a fixed evaluation set their metrics differ by more than the evaluation's
+own noise explains, because a seed makes a model better or worse across many examples at once. A test of the
+pair alone answers "is this model better than that one", and then promotes the luckier of two equal retrains
+in up to a fifth of A/A trials (``bench/bench_promotion_real.py``). A policy's ``training_sd`` (the sd of its
+metric between retrains of one recipe, measured there) turns the question into "is the candidate's recipe
+better": the confidence interval of Δ becomes Δ ± sqrt(h² + (z·√2·training_sd)²) for each side's evaluation
+half-width h (the evaluation's own CI is recorded beside it), and the MDE becomes
+(z_{1-α/2} + z_{power}) · sqrt(sd²/n + 2·training_sd²). So no evaluation set detects less than
+(z_{1-α/2} + z_{power}) · √2 · training_sd, and a ``min_improvement`` at or below that floor is refused.
+
 Every decision is reproducible: the bootstrap is seeded from the policy, and the per-example predictions of
 candidate, champion and baseline are logged with the decision (:mod:`retrain.decisions` replays them).
 """
@@ -47,86 +58,13 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from retrain.config import PREDICTION_METRICS, Guardrail, PromotionPolicy  # noqa: F401  (the policy's home is the config)
 from retrain.errors import ConfigError
 from retrain.settings import get_settings
-
-
-class Guardrail(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    metric: str
-    direction: Literal["minimize", "maximize"]
-    tolerance: float = Field(ge=0)  # how much worse (absolute) the candidate may be
-
-
-class PromotionPolicy(BaseModel):
-    """How a workload's candidates are judged (``configs/promotion.yaml``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    primary_metric: str
-    direction: Literal["minimize", "maximize"]
-    min_improvement: float = Field(0.0, ge=0)  # absolute, in the metric's units: the smallest worth a change
-    # the spread the test will see, to size the evaluation set for min_improvement (module docstring):
-    planning_discordance: float | None = Field(None, gt=0, le=1)  # McNemar: share of examples the models disagree on
-    planning_sd: float | None = Field(None, gt=0)  # paired bootstrap: sd of the per-example paired differences
-    guardrails: list[Guardrail] = Field(default_factory=list)
-    min_eval_examples: int = Field(30, ge=1)
-    test: Literal["paired_bootstrap", "mcnemar"] = "paired_bootstrap"
-    confidence: float = Field(0.95, gt=0.5, lt=1)
-    bootstrap_samples: int = Field(2000, ge=200, le=100_000)
-    baseline_metric: str | None = None  # a first model must beat this metric of its own run
-    require_approval: bool = False
-    approval_timeout_hours: float = Field(24, gt=0)
-    seed: int = 20261126
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.test == "mcnemar" and self.primary_metric not in ("accuracy", "test_accuracy"):
-            raise ValueError(f"test 'mcnemar' only judges accuracy, not {self.primary_metric!r}")
-        if self.primary_metric not in METRICS:
-            raise ValueError(f"primary_metric {self.primary_metric!r} cannot be recomputed from predictions "
-                             f"(known: {sorted(METRICS)})")
-        expected = "maximize" if self.primary_metric.endswith("accuracy") else "minimize"
-        if self.direction != expected:
-            raise ValueError(f"{self.primary_metric!r} must be {expected}d, not {self.direction}d")
-        key, other = (("planning_discordance", "planning_sd") if self.test == "mcnemar"
-                      else ("planning_sd", "planning_discordance"))
-        if getattr(self, other) is not None:
-            raise ValueError(f"{other} does not plan a {self.test} test; it plans with {key}")
-        if self.min_improvement > 0 and getattr(self, key) is None:
-            raise ValueError(f"min_improvement {self.min_improvement:g} needs {key} (the spread the {self.test} test "
-                             "will see) to size the evaluation set that detects it with 80 % power")
-        return self
-
-    @property
-    def planning_spread(self) -> float | None:
-        """The planned sd of the per-example paired differences (for McNemar, sqrt of the discordant share)."""
-        if self.test == "mcnemar":
-            return None if self.planning_discordance is None else math.sqrt(self.planning_discordance)
-        return self.planning_sd
-
-    @property
-    def required_n(self) -> int | None:
-        """Evaluation examples needed to find a true improvement of ``min_improvement`` with 80 % power at the
-        planning spread (None: the policy sets no minimum)."""
-        if self.min_improvement <= 0:
-            return None
-        return required_n(self, sd=self.planning_sd, discordance=self.planning_discordance)
-
-    def planned_mde(self, n: int) -> float | None:
-        """What n examples detect with 80 % power at the planning spread (None without one)."""
-        spread = self.planning_spread
-        return None if spread is None else minimum_detectable_effect(self.test, n, spread, confidence=self.confidence)
-
-    def planning(self) -> str:
-        return (f"planning discordance {self.planning_discordance:.1%}" if self.test == "mcnemar"
-                else f"planning sd {self.planning_sd:.4g}")
+from retrain.stats import TARGET_POWER, training_floor, z_sum
 
 
 # per-example metric functions: (actual, predicted) -> value
@@ -143,11 +81,8 @@ def _accuracy(actual, predicted):
 
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "rmse": _rmse, "test_rmse": _rmse, "mae": _mae, "test_mae": _mae, "accuracy": _accuracy, "test_accuracy": _accuracy,
+    name: {"rmse": _rmse, "mae": _mae, "accuracy": _accuracy}[name.removeprefix("test_")] for name in PREDICTION_METRICS
 }
-
-
-TARGET_POWER = 0.8  # the power every MDE and required n is stated at
 
 
 def metric_function(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -173,6 +108,8 @@ class Comparison:
     guardrails: dict = field(default_factory=dict)  # metric -> {"candidate", "champion", "worse_by", "tolerance"}
     extra: dict = field(default_factory=dict)  # e.g. McNemar's discordant counts
     sd: float = math.nan  # sd of the per-example paired differences the MDE is computed from (module docstring)
+    training_sd: float = 0.0  # the policy's retraining spread, in the CI and the MDE (module docstring)
+    retrained: int = 2  # models of the pair whose seed varies: 2 for two retrains, 1 against a naive baseline
     mde: float = math.nan  # minimum detectable improvement at TARGET_POWER, in the metric's units
     against: str = "champion"  # or "baseline" (a first model)
 
@@ -237,10 +174,6 @@ def paired_differences(actual, cand, champ, metric: str) -> np.ndarray:
     raise ConfigError(f"metric {metric!r} has no per-example differences (known: {sorted(METRICS)})")
 
 
-def _z_sum(confidence: float, power: float) -> float:
-    return NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
-
-
 @functools.cache
 def mcnemar_min_discordant(confidence: float) -> int:
     """The fewest discordant pairs with which the exact two-sided McNemar test can reject (all on one side)."""
@@ -250,13 +183,16 @@ def mcnemar_min_discordant(confidence: float) -> int:
     return k
 
 
-def minimum_detectable_effect(test: str, n: int, sd: float, *, confidence: float, power: float = TARGET_POWER) -> float:
+def minimum_detectable_effect(test: str, n: int, sd: float, *, confidence: float, power: float = TARGET_POWER,
+                              training_sd: float = 0.0, retrained: int = 2) -> float:
     """The smallest true improvement found with probability ``power`` on n paired examples (module docstring).
 
-    ``sd``: sd of the per-example paired differences; for McNemar, sqrt of the discordant-pair share."""
+    ``sd``: sd of the per-example paired differences; for McNemar, sqrt of the discordant-pair share.
+    ``training_sd``: sd of the metric between retrains of one recipe (``PromotionPolicy.training_sd``), for each
+    of the ``retrained`` models of the pair (2; 1 against a naive baseline)."""
     if n < 1:
         return math.inf
-    mde = _z_sum(confidence, power) * sd / math.sqrt(n)
+    mde = z_sum(confidence, power) * math.sqrt(sd * sd / n + retrained * training_sd * training_sd)
     if test == "mcnemar":  # |b - c| must clear the threshold by one pair more (continuity correction)
         mde = max(mde + 1 / n, mcnemar_min_discordant(confidence) / n)
     return mde
@@ -268,7 +204,8 @@ def required_n(policy: PromotionPolicy, *, sd: float | None = None, discordance:
 
     Give the spread the test will see: ``discordance`` (share of examples on which the two models disagree in
     correctness) for McNemar, ``sd`` of the per-example paired differences otherwise (an assumption, or
-    :attr:`Comparison.sd` of an earlier comparison). The inverse of :func:`minimum_detectable_effect`.
+    :attr:`Comparison.sd` of an earlier comparison). The inverse of :func:`minimum_detectable_effect`, with the
+    policy's ``training_sd``; an effect at or below :func:`training_floor` needs more than any n.
     """
     effect = policy.min_improvement if effect is None else effect
     if effect <= 0:
@@ -280,19 +217,30 @@ def required_n(policy: PromotionPolicy, *, sd: float | None = None, discordance:
         sd = math.sqrt(discordance)
     elif sd is None or sd < 0:
         raise ValueError(f"the paired bootstrap needs the sd of the per-example differences, got {sd!r}")
-    n = math.ceil((_z_sum(policy.confidence, power) * sd / effect) ** 2)
-    if policy.test == "mcnemar":
-        n = max(n, math.ceil(mcnemar_min_discordant(policy.confidence) / effect))
-    # the continuity correction, or a ceil that lands one short of its bound: step up to the first n that detects it
-    while minimum_detectable_effect(policy.test, n, sd, confidence=policy.confidence, power=power) > effect:
-        n += 1
-    return max(n, 1)
+    if effect <= training_floor(policy.training_sd, policy.confidence, power):
+        raise ValueError(f"no n detects {effect:g} with {power:.0%} power: retrains alone differ with sd "
+                         f"√2·{policy.training_sd:g}")
+
+    def detects(n: int) -> bool:
+        return minimum_detectable_effect(policy.test, n, sd, confidence=policy.confidence, power=power,
+                                         training_sd=policy.training_sd) <= effect
+
+    # the MDE falls as n grows: double until it is enough, then bisect to the first n that is
+    high = 1
+    while not detects(high):
+        high *= 2
+    low = high // 2  # does not detect (or 0)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if detects(mid) else (mid, high)
+    return high
 
 
 def compare(actual, candidate_pred, champion_pred, policy: PromotionPolicy,
-            guardrail_values: Mapping[str, tuple[float, float]] | None = None) -> Comparison:
+            guardrail_values: Mapping[str, tuple[float, float]] | None = None, *, retrained: int = 2) -> Comparison:
     """Score both models on the same examples. ``guardrail_values``: metric -> (candidate, champion) for guardrails
-    that cannot be recomputed from predictions; the rest are recomputed here."""
+    that cannot be recomputed from predictions; the rest are recomputed here. ``retrained``: how many of the two
+    are retrains whose seed moves them (the policy's ``training_sd`` each): 2, or 1 against a naive baseline."""
     actual, cand, champ = (np.asarray(a) for a in (actual, candidate_pred, champion_pred))
     if not (len(actual) == len(cand) == len(champ)):
         raise ValueError(f"paired comparison needs equal lengths (actual {len(actual)}, candidate {len(cand)}, champion {len(champ)})")
@@ -321,11 +269,25 @@ def compare(actual, candidate_pred, champion_pred, policy: PromotionPolicy,
     else:
         diffs = paired_differences(actual, cand, champ, policy.primary_metric)
         sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
-    mde = minimum_detectable_effect(policy.test, len(actual), sd, confidence=policy.confidence)
+    if policy.training_sd:  # the CI the decision reads is the recipe's; the evaluation's own is kept beside it
+        extra = {**extra, "evaluation_ci": [float(low), float(high)]}
+        low, high = _with_training_noise(delta, low, high, policy, retrained)
+    mde = minimum_detectable_effect(policy.test, len(actual), sd, confidence=policy.confidence,
+                                    training_sd=policy.training_sd, retrained=retrained)
     return Comparison(metric=policy.primary_metric, direction=policy.direction, n=len(actual), candidate=cand_value,
                       champion=champ_value, delta=delta, ci_low=low, ci_high=high, p_value=p, test=policy.test,
                       improvement=delta * _better_sign(policy.direction), guardrails=guards, extra=extra,
-                      sd=sd, mde=mde)
+                      sd=sd, training_sd=policy.training_sd, retrained=retrained, mde=mde)
+
+
+def _with_training_noise(delta: float, low: float, high: float, policy: PromotionPolicy,
+                         retrained: int) -> tuple[float, float]:
+    """The evaluation's CI of Δ widened by the retraining spread: each side's half-width h becomes
+    sqrt(h² + z²·r·training_sd²), z the confidence's two-sided normal quantile, r the retrained models of the
+    pair (2: two retrains, √2·training_sd apart; 1: one retrain against a fixed baseline; module docstring)."""
+    z = NormalDist().inv_cdf(1 - (1 - policy.confidence) / 2)
+    extra = z * z * retrained * policy.training_sd ** 2
+    return delta - math.sqrt((delta - low) ** 2 + extra), delta + math.sqrt((high - delta) ** 2 + extra)
 
 
 def compare_with_baseline(actual, candidate_pred, baseline_pred, policy: PromotionPolicy) -> Comparison:
@@ -337,7 +299,7 @@ def compare_with_baseline(actual, candidate_pred, baseline_pred, policy: Promoti
                          f"baseline {len(base)})")
     keep = ~np.isnan(base.astype(float)) if base.dtype.kind == "f" else np.ones(len(base), dtype=bool)
     bare = policy.model_copy(update={"guardrails": []})
-    comparison = compare(actual[keep], cand[keep], base[keep], bare)
+    comparison = compare(actual[keep], cand[keep], base[keep], bare, retrained=1)
     return Comparison(**{**comparison.as_dict(), "against": "baseline"})
 
 
@@ -479,21 +441,15 @@ def record_tags(decision: Mapping) -> dict[str, str]:
 
 @functools.cache
 def load_policies() -> dict[str, PromotionPolicy]:
-    """Policies per registered model from ``configs/promotion.yaml``; unknown keys and impossible values fail,
-    and so does a minimum whose required n the model's evaluation set can never hold."""
+    """Policies per registered model from ``configs/promotion.yaml`` (typed and validated by
+    :class:`retrain.config.PromotionConfig`); a minimum whose required n the model's held-out set can never hold
+    is refused too."""
     from retrain import config
 
-    cfg = config.load("promotion")
+    policies = dict(config.load("promotion").models)
     path = get_settings().config_dir / "promotion.yaml"
-    policies = {}
-    for model, spec in cfg.models.items():
-        try:
-            policies[model] = PromotionPolicy.model_validate({**cfg.policy_defaults, **(spec or {})})
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" if e["loc"]
-                                 else e["msg"] for e in exc.errors())
-            raise ConfigError(f"{path}: models.{model}: {problems}") from None
-        _check_evaluation_size(path, model, policies[model])
+    for model, policy in policies.items():
+        _check_evaluation_size(path, model, policy)
     return policies
 
 

@@ -124,3 +124,21 @@ def test_dag_files_use_the_asset_catalog(dag_file):
     text = dag_file.read_text()
     assert "://" not in text
     assert "Asset(" not in text
+
+
+@pytest.mark.parametrize("param, good, bad", [
+    ("epochs", 200, 201), ("batch_size", 4096, 0), ("lr", 1.0, 0.0), ("device", "cuda:1", "gpu"),
+])
+def test_image_dag_params_accept_exactly_what_the_loop_config_accepts(dagbag, param, good, bad):
+    """A manual run's override is refused by the trigger form exactly when LoopConfig would refuse it later."""
+    from pydantic import ValidationError
+
+    from retrain.config import LoopConfig
+
+    params = dagbag.dags["image_dl_training"].params
+    params[param] = good  # ParamsDict validates on assignment
+    LoopConfig(**{param: good})
+    with pytest.raises(ValueError):
+        params[param] = bad
+    with pytest.raises(ValidationError):
+        LoopConfig(**{param: bad})

@@ -88,9 +88,9 @@ def test_decisions_state_their_power_on_version_and_run(judged):
     assert judged["better"]["power"]["mde"] == pytest.approx(float(better.tags["decision.mde"]), rel=1e-5)
     run = client.get_run(judged["worse"]["candidate_run_id"]).data.tags
     assert run["promotion.decision"] == "rejected" and run["promotion.n"] == str(N_EVAL)
-    # the repo policy's 0.06 kW minimum needs 197 examples at its planning sd: 240 are enough
-    assert run["promotion.powered"] == "true" and run["promotion.required_n"] == "197" and "promotion.mde" in run
-    assert better.tags["decision.powered"] == "true" and better.tags["decision.required_n"] == "197"
+    # the repo policy's 0.065 kW minimum needs 220 examples at its planning and training sd: 240 are enough
+    assert run["promotion.powered"] == "true" and run["promotion.required_n"] == "220" and "promotion.mde" in run
+    assert better.tags["decision.powered"] == "true" and better.tags["decision.required_n"] == "220"
 
 
 def test_decisions_name_the_versioned_held_out_set_they_used(judged, world):
@@ -204,6 +204,6 @@ def test_the_demo_summary_shows_the_latest_decisions_power(judged, capsys):
     assert row["decision"] == "rejected"
     held_out = tracking.client().get_run(judged["worse"]["candidate_run_id"]).data.tags["promotion.eval_set"]
     assert row["power"] == (f"n={N_EVAL} vs the champion, detects ≥ {mde:.4g} at 80% power; enough for the policy "
-                            f"minimum (needs n ≥ 197); held out: {held_out}")
+                            f"minimum (needs n ≥ 220); held out: {held_out}")
     demo.print_summary(rows, echo=print)
     assert f"power: n={N_EVAL} vs the champion" in capsys.readouterr().out

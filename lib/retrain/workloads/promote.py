@@ -411,6 +411,11 @@ def _markdown(summary: dict, policy: promotion.PromotionPolicy) -> str:
             lines.append(f"| {metric} (guardrail, tolerance {g['tolerance']}) | {g['candidate']:.4f} | {g['champion']:.4f} | "
                          f"{g['candidate'] - g['champion']:+.4f} |")
         lines += ["", f"Paired on n={c['n']} held-out examples; test: {c['test']}."]
+        if c.get("training_sd"):
+            low, high = c["extra"]["evaluation_ci"]
+            lines += ["", f"The CI counts the retraining spread as well (training_sd {c['training_sd']:.4g}: two retrains "
+                          f"of one recipe differ by that much on their own); the evaluation alone gives "
+                          f"[{low:+.4f}, {high:+.4f}]."]
         power = summary.get("power") or {}
         if power:
             powered = {True: "yes", False: "**no: inconclusive**", None: "no minimum applies"}[power.get("powered")]
@@ -418,7 +423,7 @@ def _markdown(summary: dict, policy: promotion.PromotionPolicy) -> str:
             lines += ["", f"**Power:** n={power['n']}; minimum detectable effect {power['mde']:.4g} at "
                           f"{power['power']:.0%} power; min_improvement {power['min_improvement']:.4g}{needs}; "
                           f"large enough: {powered}."]
-        if c.get("extra"):
+        if "both_right" in (c.get("extra") or {}):
             e, who = c["extra"], "baseline" if first else "champion"
             lines += ["", "| paired outcome | count |", "|---|---|",
                       f"| both right | {e['both_right']} |", f"| only candidate right | {e['candidate_only_right']} |",

@@ -66,6 +66,10 @@ of the per-example paired differences) beside the policy's planning spread; the 
 direction (a fair test keeps it near 5 %); the mean minimum detectable effect (80 % power) the decisions
 state, and the share of decisions whose n the library calls large enough for the policy's
 ``min_improvement`` (``Decision.power["powered"]``), with the policy's required n.
+Below the A/A table, each model's training spread: the sd of its metric between two retrains on fixed data,
+σ² = (mean Δ² − mean sd²/n) / 2 over the A/A pairs (their squared differences less what the evaluation
+explains), with a 95 % bootstrap interval over pairs, beside the policy's ``training_sd`` that should cover it.
+The simulation draws each trial's two models √2·``training_sd`` apart around the true gain, as real retrains are.
 Targets: pooled A/A point estimate <= 5 % and its Wilson upper end <= 10 %; power >= 80 % for each policy's
 ``min_improvement`` at the demo's evaluation sizes.
 

@@ -26,21 +26,24 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, task
 
-from retrain import orchestration
+from retrain.airflow.arrivals import arrivals_inlets, arrivals_schedule, route_arrivals
+from retrain.airflow.assets import landing_alias
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
 
 with DAG(
     dag_id="route_arrivals",
-    schedule=orchestration.arrivals_schedule(),
+    schedule=arrivals_schedule(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={"workload": "ingest"},
-    **orchestration.dag_kwargs("ingest"),
+    **dag_kwargs("ingest"),
 ):
 
-    @task(inlets=orchestration.arrivals_inlets(), outlets=[orchestration.landing_alias()], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @task(inlets=arrivals_inlets(), outlets=[landing_alias()], multiple_outputs=False)
+    @permanent_errors_fail_fast
     def route(**context) -> dict:
         """One landing.<dataset> event per dataset with new objects (from SQS messages, or the sweep)."""
-        return orchestration.route_arrivals(context)
+        return route_arrivals(context)
 
     route()

@@ -33,40 +33,46 @@ import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, AssetAlias, Param, PartitionedAssetTimetable, task
 
-from retrain import assets, orchestration
+from retrain import assets
+from retrain.airflow.assets import CHAMPIONS_ALIAS, REJUDGE_ALIAS, candidate_asset
+from retrain.airflow.champions import apply_review, emit_champion_event
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.queues import DEFAULT_QUEUE, GPU_QUEUE, by_judge_queue
+from retrain.airflow.runs import candidate_events, run_coordinates
 
 # Candidates of partition-aware training DAGs carry their run's partition key, and partitioned events only
 # trigger partition-aware DAGs: those models get their own promotion DAG, with the same tasks.
 PARTITIONED = {"ticks_direction_lgbm"}
-CANDIDATES = [orchestration.candidate_asset(model) for model in assets.MODELS if model not in PARTITIONED]
-PARTITIONED_CANDIDATES = [orchestration.candidate_asset(model) for model in sorted(PARTITIONED)]
-CHAMPIONS = AssetAlias(name=orchestration.CHAMPIONS_ALIAS, group="model")
-REJUDGE = AssetAlias(name=orchestration.REJUDGE_ALIAS, group="model")
+CANDIDATES = [candidate_asset(model) for model in assets.MODELS if model not in PARTITIONED]
+PARTITIONED_CANDIDATES = [candidate_asset(model) for model in sorted(PARTITIONED)]
+CHAMPIONS = AssetAlias(name=CHAMPIONS_ALIAS, group="model")
+REJUDGE = AssetAlias(name=REJUDGE_ALIAS, group="model")
 
 
 def promotion_tasks(candidates: list) -> None:
     """collect -> judge (mapped), collect image candidates -> judge_image (mapped) -> review requests -> ApprovalOperator (mapped) for challengers."""
 
     @task(inlets=candidates)
-    @orchestration.permanent_errors_fail_fast
-    def collect_candidates(queue: str = orchestration.DEFAULT_QUEUE, **context) -> list[dict]:
+    @permanent_errors_fail_fast
+    def collect_candidates(queue: str = DEFAULT_QUEUE, **context) -> list[dict]:
         """The candidate events this run judges on ``queue`` (`gpu` for the models whose scoring loads PyTorch,
         which only GPU workers carry; `default` for the others)."""
-        return orchestration.by_judge_queue(orchestration.candidate_events(context, candidates))[queue]
+        return by_judge_queue(candidate_events(context, candidates))[queue]
 
     @task(outlets=[CHAMPIONS], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def judge(event: dict, *, outlet_events=None, **context) -> dict:
         """Decision for one candidate; registers and aliases it when it wins."""
         from retrain.workloads import promote
 
-        decision = promote.judge(event, orchestration.run_coordinates(context))
+        decision = promote.judge(event, run_coordinates(context))
         if decision["champion_event"]:  # this run moved the alias (or completed a move a crash interrupted)
-            orchestration.emit_champion_event(outlet_events, decision)
+            emit_champion_event(outlet_events, decision)
         return decision
 
     @task(trigger_rule="none_failed")  # a judge with no candidate to map over is skipped
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def review_requests(decisions: list[dict], image_decisions: list[dict], *, ti=None) -> list[dict]:
         """One approval request per challenger awaiting review."""
         from retrain.workloads import promote
@@ -78,17 +84,17 @@ def promotion_tasks(candidates: list) -> None:
         return [kwargs for kwargs, _ in pending]
 
     collect_image_candidates = collect_candidates.override(task_id="collect_image_candidates")
-    judge_image = judge.override(task_id="judge_image", queue=orchestration.GPU_QUEUE)
+    judge_image = judge.override(task_id="judge_image", queue=GPU_QUEUE)
     review = ApprovalOperator.partial(
         task_id="review_challenger",
         doc="A person approves or rejects the challenger; no answer before the timeout rejects it.",
         params={"comment": Param("", type="string", description="Why (recorded on the model version)")},
         defaults=["Reject"],
         outlets=[CHAMPIONS, REJUDGE],
-        post_execute=orchestration.apply_review,
+        post_execute=apply_review,
     ).expand_kwargs(review_requests(
         judge.expand(event=collect_candidates()),
-        judge_image.expand(event=collect_image_candidates(queue=orchestration.GPU_QUEUE)),
+        judge_image.expand(event=collect_image_candidates(queue=GPU_QUEUE)),
     ))
 
 
@@ -106,6 +112,6 @@ for dag_id, schedule, candidates in (
             "workload": "promotion",
             "candidate_run_id": Param(None, type=["null", "string"], description="MLflow run of a candidate to judge"),
         },
-        **orchestration.dag_kwargs("promotion"),
+        **dag_kwargs("promotion"),
     ):
         promotion_tasks(candidates)

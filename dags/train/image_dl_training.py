@@ -19,12 +19,16 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, task, task_group
 
-from retrain import orchestration
+from retrain.airflow.assets import CANDIDATES_ALIAS, candidate_asset, data_asset
+from retrain.airflow.claims import image_snapshots_to_train
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.runs import run_coordinates, work_folder
 
 WORKLOAD = "image_dl_training"
 DATASETS = ("mnist", "cifar10")
-ASSETS = [orchestration.data_asset(d) for d in DATASETS]
-CANDIDATES = AssetAlias(name=orchestration.CANDIDATES_ALIAS, group="model")
+ASSETS = [data_asset(d) for d in DATASETS]
+CANDIDATES = AssetAlias(name=CANDIDATES_ALIAS, group="model")
 
 with DAG(
     dag_id=WORKLOAD,
@@ -41,54 +45,54 @@ with DAG(
         "lr": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1),
         "device": Param(None, type=["null", "string"], enum=[None, "auto", "cpu", "cuda"]),
     },
-    **orchestration.dag_kwargs(WORKLOAD),
+    **dag_kwargs(WORKLOAD),
 ):
 
     @task(inlets=ASSETS)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def datasets_to_train(**context) -> list[dict]:
         """One event per dataset that triggered this run (the newest of each), each claimed in the freshness
         ledger; a dataset whose snapshot another run holds or trained is left out."""
-        return orchestration.image_snapshots_to_train(context, DATASETS)
+        return image_snapshots_to_train(context, DATASETS)
 
     @task_group
     def pipeline(event: dict):
         @task(multiple_outputs=False)
-        @orchestration.permanent_errors_fail_fast
+        @permanent_errors_fail_fast
         def quality_gate(event: dict, **context) -> dict:
             """Quality report summary; raises (no retry) when the snapshot fails its suite."""
             from retrain.workloads import images
 
-            return images.gate(event, orchestration.work_folder(context, event["dataset"]))
+            return images.gate(event, work_folder(context, event["dataset"]))
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
-        @orchestration.permanent_errors_fail_fast
+        @permanent_errors_fail_fast
         def train(event: dict, gate: dict, **context) -> dict:
             """The trained CNN (resumes from the last checkpoint on retry)."""
             from retrain.workloads import images
 
             overrides = {k: context["params"].get(k) for k in ("epochs", "batch_size", "lr", "device")}
-            return images.train(event, orchestration.work_folder(context, event["dataset"]), overrides)
+            return images.train(event, work_folder(context, event["dataset"]), overrides)
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
-        @orchestration.permanent_errors_fail_fast
+        @permanent_errors_fail_fast
         def evaluate(event: dict, trained: dict, **context) -> dict:
             """Test metrics, confusion matrix and the majority-class baseline."""
             from retrain.workloads import images
 
-            return images.evaluate(event, orchestration.work_folder(context, event["dataset"]))
+            return images.evaluate(event, work_folder(context, event["dataset"]))
 
         @task(queue="gpu", outlets=[CANDIDATES], multiple_outputs=False)  # logging a PyTorch model needs torch: GPU workers have it
-        @orchestration.permanent_errors_fail_fast
+        @permanent_errors_fail_fast
         def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
             """The MLflow candidate run; emits the candidate-model event."""
             from retrain import assets, tracking
             from retrain.workloads import images
 
-            run = orchestration.run_coordinates(context)
+            run = run_coordinates(context)
             lineage = tracking.Lineage(**run, data=event, quality=gate)
-            extra = images.log_candidate(lineage, orchestration.work_folder(context, event["dataset"]))
-            outlet_events[CANDIDATES].add(orchestration.candidate_asset(assets.model_for_dataset(event["dataset"])),
+            extra = images.log_candidate(lineage, work_folder(context, event["dataset"]))
+            outlet_events[CANDIDATES].add(candidate_asset(assets.model_for_dataset(event["dataset"])),
                                           extra=extra)
             return extra
 

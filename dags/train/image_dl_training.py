@@ -10,16 +10,19 @@ learning rate and device.
 train the dataset's CNN on the `gpu` pool and `gpu` queue (CUDA with AMP when present, else CPU; a retried
 task resumes from the last epoch's checkpoint) → test accuracy, macro-F1, per-class accuracy and confusion
 matrix beside a majority-class baseline → MLflow run with the model → a `<model>.candidate` event for
-`promote_models`. The one-slot `gpu` pool keeps two trainings off one GPU; runs themselves may overlap
+`promote_models`, published by the model's `publish_candidate_<model>` task (skipped in the other pipelines).
+The one-slot `gpu` pool keeps two trainings off one GPU; runs themselves may overlap
 (with `max_active_runs=1`, events landing during a run would wait for the next event: apache/airflow#56050).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, AssetAlias, Param, task, task_group
+from airflow.sdk import DAG, Param, task, task_group
 
-from retrain.airflow.assets import CANDIDATES_ALIAS, candidate_asset, data_asset
+from retrain import assets
+from retrain.airflow import publishing
+from retrain.airflow.assets import candidate_asset, data_asset
 from retrain.airflow.claims import image_snapshots_to_train
 from retrain.airflow.defaults import dag_kwargs
 from retrain.airflow.failures import permanent_errors_fail_fast
@@ -28,7 +31,6 @@ from retrain.airflow.runs import run_coordinates, work_folder
 WORKLOAD = "image_dl_training"
 DATASETS = ("mnist", "cifar10")
 ASSETS = [data_asset(d) for d in DATASETS]
-CANDIDATES = AssetAlias(name=CANDIDATES_ALIAS, group="model")
 
 with DAG(
     dag_id=WORKLOAD,
@@ -82,21 +84,28 @@ with DAG(
 
             return images.evaluate(event, work_folder(context, event["dataset"]))
 
-        @task(queue="gpu", outlets=[CANDIDATES], multiple_outputs=False)  # logging a PyTorch model needs torch: GPU workers have it
+        @task(queue="gpu", multiple_outputs=False)  # logging a PyTorch model needs torch: GPU workers have it
         @permanent_errors_fail_fast
-        def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
-            """The MLflow candidate run; emits the candidate-model event."""
-            from retrain import assets, tracking
+        def log_candidate(event: dict, gate: dict, metrics: dict, **context) -> dict:
+            """The MLflow candidate run, and the extra of its candidate-model event."""
+            from retrain import tracking
             from retrain.workloads import images
 
             run = run_coordinates(context)
             lineage = tracking.Lineage(**run, data=event, quality=gate)
             extra = images.log_candidate(lineage, work_folder(context, event["dataset"]))
-            outlet_events[CANDIDATES].add(candidate_asset(assets.model_for_dataset(event["dataset"])),
-                                          extra=extra)
             return extra
 
+        @task(multiple_outputs=False)
+        @permanent_errors_fail_fast
+        def publish_candidate(extra: dict, *, model: str, outlet_events=None) -> dict:
+            """The `<model>.candidate` event for promote_models (skipped in the other datasets' pipelines)."""
+            return publishing.publish(outlet_events, candidate_asset(model), extra)
+
         verdict = quality_gate(event)
-        log_candidate(event, verdict, evaluate(event, train(event, verdict)))
+        logged = log_candidate(event, verdict, evaluate(event, train(event, verdict)))
+        for model in map(assets.model_for_dataset, DATASETS):  # one task per model: its outlet names the producer
+            publish_candidate.override(task_id=f"publish_candidate_{model}", outlets=[candidate_asset(model)])(
+                logged, model=model)
 
     pipeline.expand(event=datasets_to_train())

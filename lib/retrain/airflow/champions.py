@@ -12,16 +12,19 @@ from retrain.airflow.assets import CHAMPIONS_ALIAS, REJUDGE_ALIAS, candidate_ass
 from retrain.airflow.runs import run_coordinates
 
 
-def emit_champion_event(outlet_events, decision: Mapping[str, Any], **extra: Any) -> None:
-    """The ``<model>.champion`` event of one alias move, through the champions alias."""
+def champion_event_extra(decision: Mapping[str, Any], **extra: Any) -> dict:
+    """The extra of the ``<model>.champion`` event of one alias move."""
     model, version = decision["model"], decision["version"]
-    outlet_events[AssetAlias(name=CHAMPIONS_ALIAS)].add(
-        champion_asset(model),
-        extra={"model": model, "version": version, "model_uri": f"models:/{model}/{version}",
-               "run_id": decision.get("candidate_run_id") or decision.get("run_id"),
-               "previous_champion": decision.get("previous_champion"), "metrics": decision.get("metrics", {}),
-               **extra},
-    )
+    return {"model": model, "version": version, "model_uri": f"models:/{model}/{version}",
+            "run_id": decision.get("candidate_run_id") or decision.get("run_id"),
+            "previous_champion": decision.get("previous_champion"), "metrics": decision.get("metrics", {}), **extra}
+
+
+def emit_champion_event(outlet_events, decision: Mapping[str, Any], **extra: Any) -> None:
+    """The ``<model>.champion`` event of one alias move, through the champions alias (a review's approval; the
+    judges' moves are published by one task per model, see :mod:`retrain.airflow.publishing`)."""
+    outlet_events[AssetAlias(name=CHAMPIONS_ALIAS)].add(champion_asset(decision["model"]),
+                                                       extra=champion_event_extra(decision, **extra))
 
 
 def apply_review(context: Mapping[str, Any], result: Mapping[str, Any]) -> None:

@@ -87,3 +87,19 @@ def test_the_champion_moves_are_those_the_judges_made():
                  {"model": "mnist_cnn", "version": "4", "champion_event": False}]
     assert champion_moves(decisions) == [{"model": "mnist_cnn", "version": "3", "model_uri": "models:/mnist_cnn/3",
                                           "run_id": "r3", "previous_champion": "2", "metrics": {"acc": 0.9}}]
+
+
+def test_a_landing_event_is_published_only_for_a_dataset_that_got_objects():
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from retrain.airflow.assets import landing_asset
+    from retrain.airflow.publishing import publish_landing
+
+    events = {"mnist": {"keys": ["data/landing/mnist/d1/_SUCCESS"], "names": ["d1"], "source": "sqs"}}
+    outlets = _Outlets()
+    assert publish_landing(outlets, landing_asset("mnist"), events) == events["mnist"]
+    assert outlets[landing_asset("mnist")].extra == events["mnist"]
+    with pytest.raises(AirflowSkipException, match="nothing landed for cifar10"):
+        publish_landing(outlets, landing_asset("cifar10"), events)
+    with pytest.raises(AirflowSkipException):  # the router named nothing at all
+        publish_landing(outlets, landing_asset("household_power"), None)

@@ -370,6 +370,24 @@ def test_router_and_ingest_dags_on_s3(sqs_dags, s3_env, power_file, tmp_path):
     assert storage.listdir(get_settings().landing("household_power")) == []
 
 
+def test_in_the_sqs_profile_every_asset_but_the_watched_one_has_a_producing_task(sqs_dags):
+    """The ingest DAGs are scheduled on the ``landing.<dataset>`` assets here: each has the router's publishing
+    task as its producer in the asset graph; only the arrivals asset's events come from outside (its watcher)."""
+    from airflow.dag_processing.collection import AssetModelOperation
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    collected = AssetModelOperation.collect({d: LazyDeserializedDAG.from_dag(dag) for d, dag in sqs_dags.dags.items()})
+    producers: dict[str, set[str]] = {}
+    for dag_id, references in collected.outlet_references.items():
+        for task_id, asset in references:
+            producers.setdefault(asset.name, set()).add(f"{dag_id}.{task_id}")
+    referenced = {a.name for refs in collected.schedule_asset_references.values() for a in refs}
+    referenced |= {a.name for refs in collected.inlet_references.values() for _, a in refs}
+    assert "landing.household_power" in referenced
+    assert {name for name in referenced if not producers.get(name)} == {"landing_arrivals"}
+    assert producers["landing.mnist"] == {"route_arrivals.publish_landing_mnist"}
+
+
 def test_the_dag_processor_keeps_the_sqs_watcher_of_route_arrivals(sqs_dags):
     """The dag processor keeps one definition per asset, the last one it meets in a DAG: the router's inlet must
     carry the watcher too, or the triggerer stops polling SQS at the next parse (it did, once the inlet was

@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import Asset
 
 from retrain import assets, config
-from retrain.airflow.assets import landing_alias, landing_asset
+from retrain.airflow.assets import landing_asset
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,14 @@ def arrivals_inlets() -> list[Asset]:
     return [arrivals_asset(watched=True)] if event_driven_arrivals() else []
 
 
+LANDING_EVENTS_KEY = "landing_events"
+
+
 def route_arrivals(context: Mapping[str, Any]) -> dict:
     """The router task: routes the SQS message batches of its events (and of any no run consumed); a run that no
-    event triggered (the reconcile cron, a manual run) also sweeps the landing zone. One ``landing.<dataset>`` event per dataset with objects to ingest."""
+    event triggered (the reconcile cron, a manual run) also sweeps the landing zone. The extra of one
+    ``landing.<dataset>`` event per dataset with objects to ingest goes to XCom ``LANDING_EVENTS_KEY``, for the
+    dataset's publishing task (:func:`retrain.airflow.publishing.publish_landing`); returns the summary."""
     from retrain import arrivals
 
     extras = events_to_handle(context, arrivals_asset())
@@ -156,6 +161,5 @@ def route_arrivals(context: Mapping[str, Any]) -> dict:
     if context["dag_run"].run_type != "asset_triggered":  # the reconcile cron, or a manual run
         minutes = config.load("ingest").arrivals.reconcile_min_age_minutes
         result.merge(arrivals.sweep(context["run_id"], timedelta(minutes=minutes)))
-    for dataset, extra in result.events.items():
-        context["outlet_events"][landing_alias()].add(landing_asset(dataset), extra=extra)
+    context["ti"].xcom_push(key=LANDING_EVENTS_KEY, value=result.events)
     return result.summary()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, AssetAlias
+from airflow.sdk import Asset
 
 from retrain import assets
 
 CHAMPIONS_ALIAS = "retrain_champions"
 REJUDGE_ALIAS = "retrain_rejudge"  # candidate events emitted again for a challenger whose comparison went stale
 CANDIDATES_ALIAS = "retrain_candidates"
-LANDING_ALIAS = "retrain_landing"
 
 
 def data_asset(name: str) -> Asset:
@@ -30,8 +29,3 @@ def champion_asset(model: str) -> Asset:
 def landing_asset(dataset: str) -> Asset:
     spec = assets.LANDING_ASSETS[dataset]
     return Asset(name=spec.name, uri=spec.uri, group="landing", extra={"dataset": dataset})
-
-
-def landing_alias() -> AssetAlias:
-    """The alias the router emits ``landing.<dataset>`` events through (only the datasets that got objects)."""
-    return AssetAlias(name=LANDING_ALIAS)

@@ -29,6 +29,20 @@ def publish(outlet_events, asset: Asset, extra: Mapping[str, Any]) -> dict:
     return dict(extra)
 
 
+def publish_landing(outlet_events, asset: Asset, events: Mapping[str, Mapping[str, Any]] | None) -> dict:
+    """Emit the router's event extra for ``asset``'s dataset (``events``: dataset -> extra, see
+    :func:`retrain.airflow.arrivals.route_arrivals`) as the event of ``asset``, the calling task's static outlet;
+    skip the task when nothing landed for the dataset."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    dataset = asset.extra["dataset"]
+    extra = (events or {}).get(dataset)
+    if extra is None:
+        raise AirflowSkipException(f"{asset.name}: nothing landed for {dataset} in this run")
+    outlet_events[asset].extra = dict(extra)
+    return dict(extra)
+
+
 def champion_moves(decisions: Iterable[Mapping[str, Any] | None]) -> list[dict]:
     """The ``<model>.champion`` event extras of the alias moves among ``decisions`` (the judges' results, in
     order; a judge that failed left none)."""

@@ -10,7 +10,8 @@ Modules, by responsibility: ``assets`` (Asset objects and aliases), ``defaults``
 context: coordinates, work folder, the events it acts on), ``claims`` (freshness-ledger claims),
 ``reconcile`` (the freshness reconcile DAG), ``arrivals`` (landing sensors, the SQS router and its
 schedule), ``tick_requests`` (ingest asking for tick training), ``queues`` (where candidates are judged),
-``champions`` (champion events, applying a review), ``pools`` and ``connections``.
+``champions`` (champion events, applying a review), ``publishing`` (one producing task per asset: the
+static outlets the asset graph links to), ``pools`` and ``connections``.
 """
 
 from __future__ import annotations

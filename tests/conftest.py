@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+# test support (tests/support/): importable by every test as top-level modules, e.g. ``from inprocess import load_dags``
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="retrain-test-"))
 for _key in ("RETRAIN_HOME", "RETRAIN_DATA_ROOT", "MLFLOW_TRACKING_URI", "AIRFLOW_HOME", "RETRAIN_CONFIG_DIR",

@@ -23,21 +23,25 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, task
 
-from retrain import config, orchestration
+from retrain import config
+from retrain.airflow.arrivals import landed_names, landing_inlets, landing_schedule, landing_sensor
+from retrain.airflow.assets import data_asset
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
 
 ingest_cfg = config.load("ingest")
 
 for dataset in ("mnist", "cifar10"):
-    asset = orchestration.data_asset(dataset)
+    asset = data_asset(dataset)
     with DAG(
         dag_id=f"ingest_{dataset}",
-        schedule=orchestration.landing_schedule(dataset),
+        schedule=landing_schedule(dataset),
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         doc_md=__doc__,
         params={"workload": "ingest"},
-        **orchestration.dag_kwargs("ingest"),
+        **dag_kwargs("ingest"),
     ):
-        wait_for_landing = orchestration.landing_sensor(
+        wait_for_landing = landing_sensor(
             dataset,
             folder=True,
             task_id="wait_for_landing",
@@ -46,14 +50,14 @@ for dataset in ("mnist", "cifar10"):
             timeout=ingest_cfg.wait_timeout_hours * 3600,
         )
 
-        @task(inlets=orchestration.landing_inlets(dataset))
-        @orchestration.permanent_errors_fail_fast
+        @task(inlets=landing_inlets(dataset))
+        @permanent_errors_fail_fast
         def list_landed(dataset: str = dataset, **context) -> list[str]:
             """Names of the drops this run ingests (those its events name, or all waiting in the landing folder)."""
-            return orchestration.landed_names(context, dataset)
+            return landed_names(context, dataset)
 
         @task(outlets=[asset], multiple_outputs=False)
-        @orchestration.permanent_errors_fail_fast
+        @permanent_errors_fail_fast
         def ingest(drop: str, dataset: str = dataset, asset=asset, *, outlet_events=None, run_id=None) -> dict:
             """One drop -> one cumulative snapshot -> one image dataset event."""
             from airflow.sdk.exceptions import AirflowSkipException

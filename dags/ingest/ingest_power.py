@@ -19,21 +19,25 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, task
 
-from retrain import config, orchestration
+from retrain import config
+from retrain.airflow.arrivals import landed_names, landing_inlets, landing_schedule, landing_sensor
+from retrain.airflow.assets import data_asset
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
 
 DATASET = "household_power"
-HOUSEHOLD_POWER = orchestration.data_asset(DATASET)
+HOUSEHOLD_POWER = data_asset(DATASET)
 ingest_cfg = config.load("ingest")
 
 with DAG(
     dag_id="ingest_power",
-    schedule=orchestration.landing_schedule(DATASET),
+    schedule=landing_schedule(DATASET),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={"workload": "ingest"},
-    **orchestration.dag_kwargs("ingest"),
+    **dag_kwargs("ingest"),
 ):
-    wait_for_landing = orchestration.landing_sensor(
+    wait_for_landing = landing_sensor(
         DATASET,
         task_id="wait_for_landing",
         doc="Waits for any file in landing/household_power/.",
@@ -41,14 +45,14 @@ with DAG(
         timeout=ingest_cfg.wait_timeout_hours * 3600,
     )
 
-    @task(inlets=orchestration.landing_inlets(DATASET))
-    @orchestration.permanent_errors_fail_fast
+    @task(inlets=landing_inlets(DATASET))
+    @permanent_errors_fail_fast
     def list_landed(**context) -> list[str]:
         """Names of the files this run ingests (those its events name, or all waiting in landing/household_power/)."""
-        return orchestration.landed_names(context, DATASET)
+        return landed_names(context, DATASET)
 
     @task(outlets=[HOUSEHOLD_POWER], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def ingest(file_name: str, *, outlet_events=None, run_id=None) -> dict:
         """One landed file -> one committed snapshot -> one household_power event."""
         from airflow.sdk.exceptions import AirflowSkipException

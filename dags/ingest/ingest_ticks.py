@@ -23,9 +23,14 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, CronPartitionTimetable, Param, task
 
-from retrain import config, orchestration
+from retrain import config
+from retrain.airflow.arrivals import landing_sensor
+from retrain.airflow.assets import data_asset
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.tick_requests import request_tick_training
 
-TICKS = orchestration.data_asset("ticks")
+TICKS = data_asset("ticks")
 ingest_cfg = config.load("ingest")
 wait_hours = config.load("time_series_training").partition_wait_hours
 
@@ -35,9 +40,9 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={"workload": "ingest", "partition": Param(None, type=["null", "string"], description="Manual run: YYYY-MM-DD")},
-    **(orchestration.dag_kwargs("ingest") | {"max_active_runs": 3}),
+    **(dag_kwargs("ingest") | {"max_active_runs": 3}),
 ):
-    wait_for_partition = orchestration.landing_sensor(
+    wait_for_partition = landing_sensor(
         "ticks",
         "date={{ dag_run.partition_key or params.partition }}",
         folder=True,
@@ -48,7 +53,7 @@ with DAG(
     )
 
     @task(outlets=[TICKS], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def ingest_partition(*, dag_run=None, params=None, outlet_events=None, run_id=None) -> dict:
         """The partition's snapshot; a `ticks` event when its content changed."""
         from airflow.sdk.exceptions import AirflowSkipException
@@ -64,6 +69,6 @@ with DAG(
         return extra
 
     ingest = ingest_partition()
-    wait_for_partition >> ingest >> orchestration.request_tick_training(
+    wait_for_partition >> ingest >> request_tick_training(
         task_id="request_training", committed_by="ingest_partition",
         doc_md="Starts a time_series_training run unless one is queued (it reads this commit when it starts).")

@@ -7,7 +7,8 @@ takes from the queue; and, on `ingest.yaml: arrivals.reconcile_cron`, a sweep of
 default profile the ingest DAGs watch the landing folder themselves and this DAG is unscheduled.
 
 **Produces:** at most one `landing.<dataset>` event per dataset and run, whose extra names exactly the object
-keys to ingest (`keys`, `names`); `ingest_power`, `ingest_mnist` and `ingest_cifar10` are scheduled on them.
+keys to ingest (`keys`, `names`), published by the dataset's `publish_landing_<dataset>` task (skipped when
+nothing landed for it); `ingest_power`, `ingest_mnist` and `ingest_cifar10` are scheduled on them.
 Routing is by key prefix: `landing/household_power/<file>`, `landing/<mnist|cifar10>/<drop>/_SUCCESS`.
 
 **Events no run consumed:** Airflow 3.3.2 leaves an event that lands while the DAG waits for a run slot
@@ -26,21 +27,35 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, task
 
-from retrain import orchestration
+from retrain import assets
+from retrain.airflow import publishing
+from retrain.airflow.arrivals import LANDING_EVENTS_KEY, arrivals_inlets, arrivals_schedule, route_arrivals
+from retrain.airflow.assets import landing_asset
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
 
 with DAG(
     dag_id="route_arrivals",
-    schedule=orchestration.arrivals_schedule(),
+    schedule=arrivals_schedule(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={"workload": "ingest"},
-    **orchestration.dag_kwargs("ingest"),
+    **dag_kwargs("ingest"),
 ):
 
-    @task(inlets=orchestration.arrivals_inlets(), outlets=[orchestration.landing_alias()], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @task(inlets=arrivals_inlets(), multiple_outputs=False)
+    @permanent_errors_fail_fast
     def route(**context) -> dict:
         """One landing.<dataset> event per dataset with new objects (from SQS messages, or the sweep)."""
-        return orchestration.route_arrivals(context)
+        return route_arrivals(context)
 
-    route()
+    @task(multiple_outputs=False)
+    @permanent_errors_fail_fast
+    def publish_landing(events: dict, *, dataset: str, outlet_events=None) -> dict:
+        """The `landing.<dataset>` event naming the objects to ingest (skipped when none landed for the dataset)."""
+        return publishing.publish_landing(outlet_events, landing_asset(dataset), events)
+
+    routed = route()
+    for dataset in assets.LANDING_ASSETS:  # one task per dataset: its outlet names the asset's producer
+        publish_landing.override(task_id=f"publish_landing_{dataset}", outlets=[landing_asset(dataset)])(
+            routed[LANDING_EVENTS_KEY], dataset=dataset)

@@ -21,7 +21,9 @@ rejection, or no answer before the model's `approval_timeout_hours`, records who
 version. A challenger whose champion moved while it waited expires with the reason recorded, and its candidate
 event is emitted again, so it is judged against the new champion before a person is asked again.
 
-**Produces:** a `<model>.champion` asset event for every model whose champion changed.
+**Produces:** a `<model>.champion` asset event for every move of a model's champion: a judge's move is published by
+the model's `publish_champion_<model>` task once every judge of the run is done (the task is the asset's
+producer in the asset graph), an approval's through the `retrain_champions` alias.
 """
 
 from __future__ import annotations
@@ -33,40 +35,56 @@ import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, AssetAlias, Param, PartitionedAssetTimetable, task
 
-from retrain import assets, orchestration
+from retrain import assets
+from retrain.airflow import publishing
+from retrain.airflow.assets import CHAMPIONS_ALIAS, REJUDGE_ALIAS, candidate_asset, champion_asset
+from retrain.airflow.champions import apply_review
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.queues import DEFAULT_QUEUE, GPU_QUEUE, by_judge_queue
+from retrain.airflow.runs import candidate_events, run_coordinates
 
 # Candidates of partition-aware training DAGs carry their run's partition key, and partitioned events only
 # trigger partition-aware DAGs: those models get their own promotion DAG, with the same tasks.
 PARTITIONED = {"ticks_direction_lgbm"}
-CANDIDATES = [orchestration.candidate_asset(model) for model in assets.MODELS if model not in PARTITIONED]
-PARTITIONED_CANDIDATES = [orchestration.candidate_asset(model) for model in sorted(PARTITIONED)]
-CHAMPIONS = AssetAlias(name=orchestration.CHAMPIONS_ALIAS, group="model")
-REJUDGE = AssetAlias(name=orchestration.REJUDGE_ALIAS, group="model")
+CANDIDATES = [candidate_asset(model) for model in assets.MODELS if model not in PARTITIONED]
+PARTITIONED_CANDIDATES = [candidate_asset(model) for model in sorted(PARTITIONED)]
+CHAMPIONS = AssetAlias(name=CHAMPIONS_ALIAS, group="model")
+REJUDGE = AssetAlias(name=REJUDGE_ALIAS, group="model")
 
 
 def promotion_tasks(candidates: list) -> None:
     """collect -> judge (mapped), collect image candidates -> judge_image (mapped) -> review requests -> ApprovalOperator (mapped) for challengers."""
 
     @task(inlets=candidates)
-    @orchestration.permanent_errors_fail_fast
-    def collect_candidates(queue: str = orchestration.DEFAULT_QUEUE, **context) -> list[dict]:
+    @permanent_errors_fail_fast
+    def collect_candidates(queue: str = DEFAULT_QUEUE, **context) -> list[dict]:
         """The candidate events this run judges on ``queue`` (`gpu` for the models whose scoring loads PyTorch,
         which only GPU workers carry; `default` for the others)."""
-        return orchestration.by_judge_queue(orchestration.candidate_events(context, candidates))[queue]
+        return by_judge_queue(candidate_events(context, candidates))[queue]
 
-    @task(outlets=[CHAMPIONS], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
-    def judge(event: dict, *, outlet_events=None, **context) -> dict:
+    @task(multiple_outputs=False)
+    @permanent_errors_fail_fast
+    def judge(event: dict, **context) -> dict:
         """Decision for one candidate; registers and aliases it when it wins."""
         from retrain.workloads import promote
 
-        decision = promote.judge(event, orchestration.run_coordinates(context))
-        if decision["champion_event"]:  # this run moved the alias (or completed a move a crash interrupted)
-            orchestration.emit_champion_event(outlet_events, decision)
-        return decision
+        return promote.judge(event, run_coordinates(context))
+
+    @task(trigger_rule="all_done", multiple_outputs=False)  # publish the moves made, whatever became of other judges
+    @permanent_errors_fail_fast
+    def champion_moves(decisions: list[dict], image_decisions: list[dict]) -> list[dict]:
+        """The champion event extras of the alias moves this run's judges made (or completed after a crash)."""
+        return publishing.champion_moves([*(decisions or []), *(image_decisions or [])])
+
+    @task(multiple_outputs=False)
+    @permanent_errors_fail_fast
+    def publish_champion(move: dict, *, model: str, outlet_events=None) -> dict:
+        """The `<model>.champion` event of one move (skipped for another model's move)."""
+        return publishing.publish(outlet_events, champion_asset(model), move)
 
     @task(trigger_rule="none_failed")  # a judge with no candidate to map over is skipped
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def review_requests(decisions: list[dict], image_decisions: list[dict], *, ti=None) -> list[dict]:
         """One approval request per challenger awaiting review."""
         from retrain.workloads import promote
@@ -78,18 +96,21 @@ def promotion_tasks(candidates: list) -> None:
         return [kwargs for kwargs, _ in pending]
 
     collect_image_candidates = collect_candidates.override(task_id="collect_image_candidates")
-    judge_image = judge.override(task_id="judge_image", queue=orchestration.GPU_QUEUE)
-    review = ApprovalOperator.partial(
+    judge_image = judge.override(task_id="judge_image", queue=GPU_QUEUE)
+    decisions = judge.expand(event=collect_candidates())
+    image_decisions = judge_image.expand(event=collect_image_candidates(queue=GPU_QUEUE))
+    ApprovalOperator.partial(
         task_id="review_challenger",
         doc="A person approves or rejects the challenger; no answer before the timeout rejects it.",
         params={"comment": Param("", type="string", description="Why (recorded on the model version)")},
         defaults=["Reject"],
         outlets=[CHAMPIONS, REJUDGE],
-        post_execute=orchestration.apply_review,
-    ).expand_kwargs(review_requests(
-        judge.expand(event=collect_candidates()),
-        judge_image.expand(event=collect_image_candidates(queue=orchestration.GPU_QUEUE)),
-    ))
+        post_execute=apply_review,
+    ).expand_kwargs(review_requests(decisions, image_decisions))
+    moves = champion_moves(decisions, image_decisions)
+    for model in (c.extra["model"] for c in candidates):  # one task per model: its outlet names the producer
+        publish_champion.override(task_id=f"publish_champion_{model}", outlets=[champion_asset(model)]).partial(
+            model=model).expand(move=moves)
 
 
 for dag_id, schedule, candidates in (
@@ -106,6 +127,6 @@ for dag_id, schedule, candidates in (
             "workload": "promotion",
             "candidate_run_id": Param(None, type=["null", "string"], description="MLflow run of a candidate to judge"),
         },
-        **orchestration.dag_kwargs("promotion"),
+        **dag_kwargs("promotion"),
     ):
         promotion_tasks(candidates)

@@ -29,24 +29,26 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, task
 
-from retrain import orchestration
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.reconcile import reconcile_freshness, reconcile_schedule
 
 WORKLOAD = "reconcile"
 
 with DAG(
     dag_id="reconcile_freshness",
-    schedule=orchestration.reconcile_schedule(),
+    schedule=reconcile_schedule(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={"workload": WORKLOAD},
-    **orchestration.dag_kwargs(WORKLOAD),
+    **dag_kwargs(WORKLOAD),
 ):
 
     @task
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def reconcile(**context) -> list[dict]:
         """The training runs to start, one per snapshot no run trained (recorded in the ledger first)."""
-        return orchestration.reconcile_freshness(context)
+        return reconcile_freshness(context)
 
     TriggerDagRunOperator.partial(
         task_id="trigger", logical_date=None, skip_when_already_exists=True,

@@ -27,10 +27,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, TaskGroup, task
 
-from retrain import orchestration
+from retrain.airflow.assets import CANDIDATES_ALIAS, candidate_asset
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.runs import run_coordinates, work_folder
 from retrain.workloads import adhoc
 
-CANDIDATES = AssetAlias(name=orchestration.CANDIDATES_ALIAS, group="model")
+CANDIDATES = AssetAlias(name=CANDIDATES_ALIAS, group="model")
 
 with DAG(
     dag_id=adhoc.DAG_ID,
@@ -50,47 +53,47 @@ with DAG(
                            description="cpu or gpu pool/queue (default: gpu for images, else cpu)"),
         "publish": Param(False, type="boolean", description="Emit the candidate event to promote_models"),
     },
-    **orchestration.dag_kwargs(adhoc.DAG_ID),
+    **dag_kwargs(adhoc.DAG_ID),
 ):
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def plan(*, params=None) -> dict:
         """The validated plan: workload, dataset, snapshot, effective config, resources; fails fast on bad params."""
         return adhoc.plan(params)
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def quality_gate(plan: dict, **context) -> dict:
         """Quality report summary; raises (no retry) when the data fails its suite."""
-        return adhoc.gate(plan, orchestration.work_folder(context, plan["dataset"]))
+        return adhoc.gate(plan, work_folder(context, plan["dataset"]))
 
     @task.branch
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def choose_resources(plan: dict) -> str:
         """The train task of the planned resource profile."""
         return f"on_{plan['resources']}.train"
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def train(plan: dict, gate: dict, **context) -> dict:
         """The trained model in the run's work folder."""
-        return adhoc.train(plan, orchestration.work_folder(context, plan["dataset"]))
+        return adhoc.train(plan, work_folder(context, plan["dataset"]))
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def evaluate(plan: dict, trained: dict, **context) -> dict:
         """Test metrics beside the workload's baselines."""
-        return adhoc.evaluate(plan, orchestration.work_folder(context, plan["dataset"]))
+        return adhoc.evaluate(plan, work_folder(context, plan["dataset"]))
 
     @task(outlets=[CANDIDATES], trigger_rule="none_failed_min_one_success", multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def log_candidate(plan: dict, gate: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event only when the plan says publish."""
-        work = orchestration.work_folder(context, plan["dataset"])
-        extra = adhoc.log_candidate(plan, gate, orchestration.run_coordinates(context), work)
+        work = work_folder(context, plan["dataset"])
+        extra = adhoc.log_candidate(plan, gate, run_coordinates(context), work)
         if plan["publish"]:
-            outlet_events[CANDIDATES].add(orchestration.candidate_asset(plan["model"]), extra=extra)
+            outlet_events[CANDIDATES].add(candidate_asset(plan["model"]), extra=extra)
         return extra
 
     planned = plan()

@@ -10,21 +10,27 @@ learning rate and device.
 train the dataset's CNN on the `gpu` pool and `gpu` queue (CUDA with AMP when present, else CPU; a retried
 task resumes from the last epoch's checkpoint) → test accuracy, macro-F1, per-class accuracy and confusion
 matrix beside a majority-class baseline → MLflow run with the model → a `<model>.candidate` event for
-`promote_models`. The one-slot `gpu` pool keeps two trainings off one GPU; runs themselves may overlap
+`promote_models`, published by the model's `publish_candidate_<model>` task (skipped in the other pipelines).
+The one-slot `gpu` pool keeps two trainings off one GPU; runs themselves may overlap
 (with `max_active_runs=1`, events landing during a run would wait for the next event: apache/airflow#56050).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, AssetAlias, Param, task, task_group
+from airflow.sdk import DAG, Param, task, task_group
 
-from retrain import config, orchestration
+from retrain import assets, config
+from retrain.airflow import publishing
+from retrain.airflow.assets import candidate_asset, data_asset
+from retrain.airflow.claims import image_snapshots_to_train
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.runs import run_coordinates, work_folder
 
 WORKLOAD = "image_dl_training"
 DATASETS = ("mnist", "cifar10")
-ASSETS = [orchestration.data_asset(d) for d in DATASETS]
-CANDIDATES = AssetAlias(name=orchestration.CANDIDATES_ALIAS, group="model")
+ASSETS = [data_asset(d) for d in DATASETS]
 
 with DAG(
     dag_id=WORKLOAD,
@@ -42,58 +48,65 @@ with DAG(
         "lr": Param(None, type=["null", "number"], **config.param_bounds(config.LoopConfig, "lr")),
         "device": Param(None, type=["null", "string"], **config.param_bounds(config.LoopConfig, "device")),
     },
-    **orchestration.dag_kwargs(WORKLOAD),
+    **dag_kwargs(WORKLOAD),
 ):
 
     @task(inlets=ASSETS)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def datasets_to_train(**context) -> list[dict]:
         """One event per dataset that triggered this run (the newest of each), each claimed in the freshness
         ledger; a dataset whose snapshot another run holds or trained is left out."""
-        return orchestration.image_snapshots_to_train(context, DATASETS)
+        return image_snapshots_to_train(context, DATASETS)
 
     @task_group
     def pipeline(event: dict):
         @task(multiple_outputs=False)
-        @orchestration.permanent_errors_fail_fast
+        @permanent_errors_fail_fast
         def quality_gate(event: dict, **context) -> dict:
             """Quality report summary; raises (no retry) when the snapshot fails its suite."""
             from retrain.workloads import images
 
-            return images.gate(event, orchestration.work_folder(context, event["dataset"]))
+            return images.gate(event, work_folder(context, event["dataset"]))
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
-        @orchestration.permanent_errors_fail_fast
+        @permanent_errors_fail_fast
         def train(event: dict, gate: dict, **context) -> dict:
             """The trained CNN (resumes from the last checkpoint on retry)."""
             from retrain.workloads import images
 
             overrides = {k: context["params"].get(k) for k in ("epochs", "batch_size", "lr", "device")}
-            return images.train(event, orchestration.work_folder(context, event["dataset"]), overrides)
+            return images.train(event, work_folder(context, event["dataset"]), overrides)
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
-        @orchestration.permanent_errors_fail_fast
+        @permanent_errors_fail_fast
         def evaluate(event: dict, trained: dict, **context) -> dict:
             """Test metrics, confusion matrix and the majority-class baseline."""
             from retrain.workloads import images
 
-            return images.evaluate(event, orchestration.work_folder(context, event["dataset"]))
+            return images.evaluate(event, work_folder(context, event["dataset"]))
 
-        @task(queue="gpu", outlets=[CANDIDATES], multiple_outputs=False)  # logging a PyTorch model needs torch: GPU workers have it
-        @orchestration.permanent_errors_fail_fast
-        def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
-            """The MLflow candidate run; emits the candidate-model event."""
-            from retrain import assets, tracking
+        @task(queue="gpu", multiple_outputs=False)  # logging a PyTorch model needs torch: GPU workers have it
+        @permanent_errors_fail_fast
+        def log_candidate(event: dict, gate: dict, metrics: dict, **context) -> dict:
+            """The MLflow candidate run, and the extra of its candidate-model event."""
+            from retrain import tracking
             from retrain.workloads import images
 
-            run = orchestration.run_coordinates(context)
+            run = run_coordinates(context)
             lineage = tracking.Lineage(**run, data=event, quality=gate)
-            extra = images.log_candidate(lineage, orchestration.work_folder(context, event["dataset"]))
-            outlet_events[CANDIDATES].add(orchestration.candidate_asset(assets.model_for_dataset(event["dataset"])),
-                                          extra=extra)
+            extra = images.log_candidate(lineage, work_folder(context, event["dataset"]))
             return extra
 
+        @task(multiple_outputs=False)
+        @permanent_errors_fail_fast
+        def publish_candidate(extra: dict, *, model: str, outlet_events=None) -> dict:
+            """The `<model>.candidate` event for promote_models (skipped in the other datasets' pipelines)."""
+            return publishing.publish(outlet_events, candidate_asset(model), extra)
+
         verdict = quality_gate(event)
-        log_candidate(event, verdict, evaluate(event, train(event, verdict)))
+        logged = log_candidate(event, verdict, evaluate(event, train(event, verdict)))
+        for model in map(assets.model_for_dataset, DATASETS):  # one task per model: its outlet names the producer
+            publish_candidate.override(task_id=f"publish_candidate_{model}", outlets=[candidate_asset(model)])(
+                logged, model=model)
 
     pipeline.expand(event=datasets_to_train())

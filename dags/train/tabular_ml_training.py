@@ -18,13 +18,17 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from retrain import orchestration
+from retrain.airflow.assets import candidate_asset, data_asset
+from retrain.airflow.claims import snapshot_to_train
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.runs import run_coordinates, work_folder
 
 WORKLOAD = "tabular_ml_training"
 DATASET = "household_power"
 MODEL = "household_power_lgbm"
-HOUSEHOLD_POWER = orchestration.data_asset(DATASET)
-CANDIDATE = orchestration.candidate_asset(MODEL)
+HOUSEHOLD_POWER = data_asset(DATASET)
+CANDIDATE = candidate_asset(MODEL)
 
 with DAG(
     dag_id=WORKLOAD,
@@ -36,58 +40,58 @@ with DAG(
         "version": Param(None, type=["null", "string"], description="Snapshot version for a manual run"),
         "supersedes": Param([], type="array", description="Versions this run supersedes (set by reconcile_freshness)"),
     },
-    **orchestration.dag_kwargs(WORKLOAD),
+    **dag_kwargs(WORKLOAD),
 ):
 
     @task(inlets=[HOUSEHOLD_POWER], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def resolve_snapshot(**context) -> dict:
         """The snapshot this run trains (the newest of its events in data time), claimed in the freshness ledger;
         skips the run when another run holds it, holds a newer one, or trained it."""
-        return orchestration.snapshot_to_train(context, DATASET)
+        return snapshot_to_train(context, DATASET)
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def quality_gate(event: dict, **context) -> dict:
         """Quality report summary; raises (no retry) when the snapshot fails its suite."""
         from retrain.workloads import tabular
 
-        return tabular.gate(event, orchestration.work_folder(context, DATASET))
+        return tabular.gate(event, work_folder(context, DATASET))
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def prepare(event: dict, gate: dict, **context) -> dict:
         """Train/validation/test feature files in the run's work folder."""
         from retrain.workloads import tabular
 
-        return tabular.prepare(event, orchestration.work_folder(context, DATASET))
+        return tabular.prepare(event, work_folder(context, DATASET))
 
     @task(pool="cpu", multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def train(features: dict, **context) -> dict:
         """A LightGBM booster (model.txt) with its per-iteration history."""
         from retrain.workloads import tabular
 
-        return tabular.train(DATASET, orchestration.work_folder(context, DATASET))
+        return tabular.train(DATASET, work_folder(context, DATASET))
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def evaluate(trained: dict, **context) -> dict:
         """Test metrics of the model and the seasonal-naive baseline, predictions and plots."""
         from retrain.workloads import tabular
 
-        return tabular.evaluate(DATASET, orchestration.work_folder(context, DATASET))
+        return tabular.evaluate(DATASET, work_folder(context, DATASET))
 
     @task(outlets=[CANDIDATE], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event."""
         from retrain import tracking
         from retrain.workloads import tabular
 
-        run = orchestration.run_coordinates(context)
+        run = run_coordinates(context)
         lineage = tracking.Lineage(**run, data=event, quality=gate)
-        extra = tabular.log_candidate(lineage, orchestration.work_folder(context, DATASET))
+        extra = tabular.log_candidate(lineage, work_folder(context, DATASET))
         outlet_events[CANDIDATE].extra = extra
         return extra
 

@@ -31,11 +31,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from retrain import orchestration
+from retrain.airflow.assets import candidate_asset, data_asset
+from retrain.airflow.claims import claim_window
+from retrain.airflow.defaults import dag_kwargs
+from retrain.airflow.failures import permanent_errors_fail_fast
+from retrain.airflow.runs import run_coordinates, work_folder
 
 WORKLOAD = "time_series_training"
-TICKS = orchestration.data_asset("ticks")
-CANDIDATE = orchestration.candidate_asset("ticks_direction_lgbm")
+TICKS = data_asset("ticks")
+CANDIDATE = candidate_asset("ticks_direction_lgbm")
 
 with DAG(
     dag_id=WORKLOAD,
@@ -43,11 +47,11 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={"workload": WORKLOAD, "partition": Param(None, type=["null", "string"], description="Manual run: YYYY-MM-DD")},
-    **orchestration.dag_kwargs(WORKLOAD),
+    **dag_kwargs(WORKLOAD),
 ):
 
     @task.sensor(poke_interval=3, timeout=3600, mode="poke")
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def wait_for_backfill() -> bool:
         """True once no backfill is still committing partitions newer than the newest committed one."""
         from retrain.workloads import timeseries
@@ -55,7 +59,7 @@ with DAG(
         return timeseries.ready_to_resolve()
 
     @task(inlets=[TICKS], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def resolve_window(*, ti=None, dag_run=None, params=None, triggering_asset_events=None) -> dict:
         """The window's exact (partition, version, sha256) entries; skips the run when the backfill policy says so."""
         from airflow.sdk.exceptions import AirflowSkipException
@@ -69,53 +73,53 @@ with DAG(
         window = timeseries.resolve_window(dag_run.partition_key or params["partition"], events)
         if not window["train"]:
             raise AirflowSkipException(window["reason"])
-        if not orchestration.claim_window({"ti": ti, "dag_run": dag_run}, window):
+        if not claim_window({"ti": ti, "dag_run": dag_run}, window):
             raise AirflowSkipException("this window is trained or being trained by another run (freshness claim)")
         return window
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def quality_gate(window: dict, **context) -> dict:
         """One quality report per partition; raises (no retry) when any partition fails."""
         from retrain.workloads import timeseries
 
-        return timeseries.gate(window, orchestration.work_folder(context, "ticks"))
+        return timeseries.gate(window, work_folder(context, "ticks"))
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def features(window: dict, gate: dict, **context) -> dict:
         """Bar features of the window, split walk-forward."""
         from retrain.workloads import timeseries
 
-        return timeseries.features(window, orchestration.work_folder(context, "ticks"))
+        return timeseries.features(window, work_folder(context, "ticks"))
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def train(split: dict, **context) -> dict:
         """The LightGBM direction model."""
         from retrain.workloads import timeseries
 
-        return timeseries.train(orchestration.work_folder(context, "ticks"))
+        return timeseries.train(work_folder(context, "ticks"))
 
     @task(multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def evaluate(trained: dict, **context) -> dict:
         """Accuracy, log loss and AUC on the test partition beside the baselines."""
         from retrain.workloads import timeseries
 
-        return timeseries.evaluate(orchestration.work_folder(context, "ticks"))
+        return timeseries.evaluate(work_folder(context, "ticks"))
 
     @task(outlets=[CANDIDATE], multiple_outputs=False)
-    @orchestration.permanent_errors_fail_fast
+    @permanent_errors_fail_fast
     def log_candidate(window: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event."""
         from retrain import tracking
         from retrain.workloads import timeseries
 
-        run = orchestration.run_coordinates(context)
+        run = run_coordinates(context)
         data = window["events"][-1] | {"partitions": window["window"], "versions": window["versions"]}
         lineage = tracking.Lineage(**run, data=data, quality=gate)
-        extra = timeseries.log_candidate(lineage, orchestration.work_folder(context, "ticks"))
+        extra = timeseries.log_candidate(lineage, work_folder(context, "ticks"))
         outlet_events[CANDIDATE].extra = extra
         if not context["dag_run"].partition_key:  # a requested run: the candidate's key is the window's end
             outlet_events[CANDIDATE].add_partitions(window["partition"])

@@ -1,6 +1,6 @@
 """The asset catalog: every asset's name and URI, nothing else.
 
-Plain data, importable without Airflow. :mod:`retrain.orchestration` turns these into ``airflow.sdk.Asset``
+Plain data, importable without Airflow. :mod:`retrain.airflow.assets` turns these into ``airflow.sdk.Asset``
 objects; DAG files refer to catalog names, never to literal URIs.
 
 Data assets live under ``$RETRAIN_DATA_ROOT/curated/<name>`` (``file://`` locally, ``s3://`` in scale-out).

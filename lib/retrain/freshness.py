@@ -5,7 +5,7 @@ Airflow's asset events are not enough on their own: events of one asset within a
 (apache/airflow#56050), events that land while the consumer is paused create nothing, and a scheduler killed
 between producer and consumer may lose the queue entry. One reconcile, shared by every workload, compares each
 dataset's newest committed snapshot with the newest trained one and asks for one training run of what is
-missing. It is pure bookkeeping here (no Airflow import): :mod:`retrain.orchestration` runs it from the
+missing. It is pure bookkeeping here (no Airflow import): :mod:`retrain.airflow.reconcile` runs it from the
 ``reconcile_freshness`` DAG and triggers the runs it returns; ``retrain status`` prints :func:`report`.
 
 * **Newer** means later in the data's own time: the end of a power snapshot's ``time_range``, a tick

@@ -276,9 +276,9 @@ def setup(*, quiet: bool = True, env: dict[str, str] | None = None) -> None:
         raise SystemExit(f"airflow db migrate failed (exit {result.returncode})")
     if not quiet:
         print(f"Airflow metadata DB ready under {settings.airflow_home}")
-    from retrain import orchestration
+    from retrain.airflow import pools
 
-    orchestration.ensure_pools()
+    pools.ensure_pools()
 
 
 def _pid(component: str) -> int | None:

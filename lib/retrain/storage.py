@@ -1,10 +1,12 @@
 """One storage layer for local paths and object-store URIs.
 
 Locations are plain strings: a local path (``/data/curated/x``) or a URI (``s3://bucket/curated/x``). Local
-paths use the OS; ``s3://`` goes through the amazon provider's ``S3Hook``, so the Airflow connection
-``aws_default`` (or ``RETRAIN_STORAGE_CONN_ID``) supplies credentials, region and endpoint (``extra.endpoint_url``
-for S3-compatible stores). A connection that is not defined, or one that yields no credentials, is a
-:class:`StorageConnectionError` naming it, never a silent fall-back to anonymous access.
+paths use the OS; ``s3://`` goes through one boto3 S3 client, built by the client factory handed in with
+:func:`configure`. Inside Airflow that is the glue's (:mod:`retrain.airflow.connections`: the Airflow connection
+``aws_default``, or ``RETRAIN_STORAGE_CONN_ID``, supplies credentials, region and endpoint); elsewhere (the
+``retrain`` CLI on a box without a scheduler) it is :func:`environment_client`, the standard AWS settings
+(``AWS_*`` variables or files, a role; ``AWS_ENDPOINT_URL`` for S3-compatible stores). Missing credentials
+are a :class:`StorageConnectionError` naming what is missing, never a silent fall-back to anonymous access.
 
 Atomicity: :func:`write_bytes` replaces a file in one step, and :func:`staged_directory` builds a directory
 under a temporary name and renames it into place. Object stores have no rename, so there the contract is
@@ -23,11 +25,11 @@ import shutil
 import tempfile
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import unquote
 
 from retrain.errors import ConfigError, LandingPathError
@@ -38,7 +40,7 @@ _SPOOL = 64 << 20  # remote reads stay in memory up to this size, then spill to 
 
 
 class StorageConnectionError(ConfigError):
-    """The object store's Airflow connection is missing or gives no credentials (a retry cannot fix it)."""
+    """The object store's connection is missing or gives no credentials (a retry cannot fix it)."""
 
 
 @dataclass(frozen=True)
@@ -69,17 +71,47 @@ def _s3(location: str) -> tuple[_S3, str, str]:
 
 
 def conn_id() -> str:
-    """The Airflow connection that reaches the object store."""
+    """The connection that reaches the object store (an Airflow connection id, for the glue's factory)."""
     return get_settings().storage_conn_id
+
+
+# conn id -> a boto3 S3 client; raises StorageConnectionError when it cannot give one with credentials
+ClientFactory = Callable[[str], Any]
+
+
+def environment_client(conn: str):
+    """The default client factory, outside Airflow: a boto3 S3 client from the standard AWS settings (``AWS_*``
+    variables, shared files, a role; ``AWS_ENDPOINT_URL`` for S3-compatible stores). ``conn`` is unused."""
+    import boto3  # only the scale-out profile pays for this import
+
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        raise StorageConnectionError(
+            "the AWS environment yields no credentials (rule: an s3:// data root outside Airflow needs "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role; anonymous access is refused)")
+    return session.client("s3")
+
+
+_client_factory: ClientFactory = environment_client
+
+
+def configure(client_factory: ClientFactory | None) -> None:
+    """Hand in how object-store clients are built (:mod:`retrain.airflow` does, with the Airflow connection);
+    None restores :func:`environment_client`. Cached clients are dropped."""
+    global _client_factory
+    _client_factory = client_factory or environment_client
+    _STORES.clear()
 
 
 def _store() -> _S3:
     conn = conn_id()
-    # keyed on the connection's definition too, so a changed AIRFLOW_CONN_* (tests, a new endpoint) gets a new client
-    key = (conn, os.environ.get(f"AIRFLOW_CONN_{conn.upper()}"))
+    # keyed on the environment that defines the client too, so a changed AWS_* or AIRFLOW_CONN_* variable (tests,
+    # a new endpoint) gets a new client
+    key = (_client_factory, conn, tuple(sorted((k, v) for k, v in os.environ.items()
+                                               if k.startswith(("AWS_", f"AIRFLOW_CONN_{conn.upper()}")))))
     store = _STORES.get(key)
     if store is None:
-        store = _STORES[key] = _S3(conn)
+        store = _STORES[key] = _S3(conn, _client_factory(conn))
     return store
 
 
@@ -89,28 +121,11 @@ def reset_connections() -> None:
 
 
 class _S3:
-    """The object-store calls this module needs, on one boto3 S3 client from the provider's ``S3Hook``."""
+    """The object-store calls this module needs, on one boto3 S3 client."""
 
-    def __init__(self, conn: str):
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # only the scale-out profile pays for this import
-
-        try:
-            from airflow.sdk import BaseHook
-
-            BaseHook.get_connection(conn)
-        except Exception as exc:  # AirflowNotFoundException, or no way to look connections up at all
-            raise StorageConnectionError(
-                f"Airflow connection {conn!r} is not defined (rule: an s3:// data root needs that connection, e.g. "
-                f"AIRFLOW_CONN_{conn.upper()} or RETRAIN_STORAGE_CONN_ID; observed: {type(exc).__name__}: {exc})"
-            ) from None
-        hook = S3Hook(aws_conn_id=conn)
-        if hook.get_session().get_credentials() is None:
-            raise StorageConnectionError(
-                f"Airflow connection {conn!r} yields no AWS credentials (rule: set login/password or "
-                "extra.aws_access_key_id, a role, or the AWS_* environment; anonymous access is refused)"
-            )
+    def __init__(self, conn: str, client):
         self.conn = conn
-        self.client = hook.get_conn()
+        self.client = client
 
     def head(self, bucket: str, key: str) -> dict | None:
         from botocore.exceptions import ClientError
@@ -145,7 +160,7 @@ class _S3:
                 raise OSError(f"s3://{bucket}: could not delete {response['Errors'][:3]}")
 
 
-_STORES: dict[tuple[str, str | None], _S3] = {}
+_STORES: dict[tuple, _S3] = {}
 
 
 def from_uri(uri: str) -> str:

@@ -54,7 +54,7 @@ def leaves_the_session_as_found(airflow_db):
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    from retrain.inprocess import load_dags
+    from inprocess import load_dags
 
     return load_dags()
 
@@ -62,7 +62,7 @@ def dags(airflow_db):
 def _trigger(conf: dict):
     """One run of a freshly parsed DAG, as a worker would parse it: in-process ``dag.test()`` writes a run's conf
     into the DAG object's Param objects, so a second run on the same object would inherit the first's params."""
-    from retrain.inprocess import load_dags
+    from inprocess import load_dags
 
     return load_dags().get_dag("adhoc_training").test(run_conf=conf)
 
@@ -86,7 +86,7 @@ def power_snapshots(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tabular_run(power_snapshots):
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
 
     before = len(asset_events("household_power_lgbm.candidate"))
     run = _trigger({"kind": "tabular", "overrides": OVERRIDES, "publish": True})
@@ -94,7 +94,7 @@ def tabular_run(power_snapshots):
 
 
 def test_tabular_run_trains_the_newest_snapshot_with_the_overrides(tabular_run, power_snapshots):
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     run = tabular_run["run"]
     states = task_states(run)
@@ -147,7 +147,7 @@ def test_bad_override_is_rejected_with_key_and_value(overrides, message, power_s
 
 
 def test_bad_override_fails_the_run_before_any_work(power_snapshots, capfd):
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     work = Path(get_settings().work("train", "adhoc_training"))
     folders_before = set(work.iterdir()) if work.exists() else set()
@@ -164,7 +164,7 @@ def test_bad_override_fails_the_run_before_any_work(power_snapshots, capfd):
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     from retrain.data import mnist
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
     from retrain.ingest import images, landing
 
     drop = tmp_path_factory.mktemp("adhoc-mnist") / "mnist-adhoc"
@@ -180,7 +180,7 @@ def image_run(tmp_path_factory):
 
 
 def test_image_run_on_tiny_mnist_trains_on_the_gpu_pool(image_run):
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     run = image_run["run"]
     states = task_states(run)

@@ -91,11 +91,11 @@ def test_image_tasks_that_need_torch_go_to_the_gpu_queue(dagbag):
 
 
 def test_image_candidates_are_judged_apart_from_the_others():
-    from retrain import orchestration
+    from retrain.airflow import queues
 
     events = [{"model": "household_power_lgbm", "run_id": "1"}, {"model": "cifar10_cnn", "run_id": "2"},
               {"model": "mnist_cnn", "run_id": "3"}, {"model": "ticks_direction_lgbm", "run_id": "4"}]
-    split = orchestration.by_judge_queue(events)
+    split = queues.by_judge_queue(events)
     assert [e["run_id"] for e in split["default"]] == ["1", "4"]
     assert [e["run_id"] for e in split["gpu"]] == ["2", "3"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from retrain import orchestration
+from retrain.airflow import failures
 from retrain.errors import CandidateError, PromotionError, is_infrastructure_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ def dagbag():
 def test_every_python_task_fails_fast_on_permanent_errors(dagbag):
     """A task body that can raise DataQualityError, SnapshotError, CandidateError, ... is wrapped, so it never
     spends its retries on them."""
-    marker = orchestration.permanent_errors_fail_fast(lambda: None).__code__
+    marker = failures.permanent_errors_fail_fast(lambda: None).__code__
     unwrapped = []
     for dag in dagbag.dags.values():
         for task in dag.tasks:
@@ -41,7 +41,7 @@ def test_a_missing_candidate_run_fails_at_once():
     from retrain.workloads import promote
 
     event = {"model": "household_power_lgbm", "run_id": "0" * 32, "model_uri": "runs:/x/model", "data": {}}
-    judge = orchestration.permanent_errors_fail_fast(promote.judge)
+    judge = failures.permanent_errors_fail_fast(promote.judge)
     with pytest.raises(AirflowFailException, match=f"CandidateError: .*MLflow run '{'0' * 32}', which does not exist"):
         judge(event, {"dag_id": "promote_models", "run_id": "test"})
 
@@ -60,7 +60,7 @@ def test_a_run_that_failed_is_permanent_and_a_running_one_is_retried():
         promote._candidate_run(failed.info.run_id)
     with pytest.raises(PromotionError, match="has status RUNNING") as retried:
         promote._candidate_run(running.info.run_id)
-    assert not isinstance(retried.value, orchestration.PERMANENT_ERRORS)
+    assert not isinstance(retried.value, failures.PERMANENT_ERRORS)
 
 
 def test_a_model_that_does_not_exist_is_permanent():
@@ -84,7 +84,7 @@ def test_an_unreachable_mlflow_server_is_left_to_the_retries(monkeypatch):
     mlflow.set_tracking_uri("http://127.0.0.1:9")
     try:
         with pytest.raises(Exception) as raised:
-            orchestration.permanent_errors_fail_fast(promote._predict)("models:/household_power_lgbm/1", None)
+            failures.permanent_errors_fail_fast(promote._predict)("models:/household_power_lgbm/1", None)
     finally:
         mlflow.set_tracking_uri(previous)
     assert not isinstance(raised.value, (AirflowFailException, CandidateError)), raised.value

@@ -11,7 +11,7 @@ from retrain.settings import get_settings
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    from retrain.inprocess import load_dags
+    from inprocess import load_dags
 
     return load_dags()
 
@@ -19,7 +19,7 @@ def dags(airflow_db):
 @pytest.fixture(scope="module")
 def mnist_chain(dags, tmp_path_factory):
     from retrain.data import mnist
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
     from retrain.ingest import landing
 
     drop = tmp_path_factory.mktemp("drops") / "mnist-2026-11-26"
@@ -34,7 +34,7 @@ def mnist_chain(dags, tmp_path_factory):
 
 
 def test_mnist_drop_becomes_a_snapshot_event(mnist_chain):
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     assert str(mnist_chain["ingest"].state) == "success", task_states(mnist_chain["ingest"])
     extra = mnist_chain["data"]["extra"]
@@ -45,7 +45,7 @@ def test_mnist_drop_becomes_a_snapshot_event(mnist_chain):
 def test_image_training_logs_a_candidate(mnist_chain):
     import mlflow
 
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     assert str(mnist_chain["train"].state) == "success", task_states(mnist_chain["train"])
     states = task_states(mnist_chain["train"])
@@ -66,7 +66,8 @@ def test_image_training_logs_a_candidate(mnist_chain):
 
 def test_only_the_datasets_whose_events_arrived_are_trained(monkeypatch):
     """Each dataset's newest snapshot by commit order (not by event time) trains; the others are superseded."""
-    from retrain import events, orchestration
+    from retrain import events
+    from retrain.airflow import runs
 
     def extra(version: str, sequence: int) -> dict:
         return {"schema": 1, "dataset": "mnist", "uri": f"file:///x/version={version}", "version": version,
@@ -81,7 +82,7 @@ def test_only_the_datasets_whose_events_arrived_are_trained(monkeypatch):
             return dict.__getitem__(self, asset.name)
 
     context = {"triggering_asset_events": Triggering(mnist=[newer, older])}
-    assert [(e["version"], e["superseded_versions"]) for e in orchestration.image_events(context, ("mnist", "cifar10"))] \
+    assert [(e["version"], e["superseded_versions"]) for e in runs.image_events(context, ("mnist", "cifar10"))] \
         == [("b", ["a"])]
 
 

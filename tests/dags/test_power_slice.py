@@ -17,7 +17,7 @@ DAYS = 40  # the default config needs 7 warm-up + 14 train + 7 validation + 10 t
 
 
 def _states(dag_run) -> dict[str, str]:
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     return task_states(dag_run)
 
@@ -32,7 +32,7 @@ def _land(tmp: Path, name: str, data: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    from retrain.inprocess import load_dags
+    from inprocess import load_dags
 
     return load_dags()
 
@@ -47,7 +47,7 @@ def power_file() -> bytes:
 @pytest.fixture(scope="module")
 def first_chain(dags, power_file, tmp_path_factory):
     """Land one file, run ingest, then training. Returns the two DagRuns and the events they emitted."""
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
 
     tmp = tmp_path_factory.mktemp("landing-src")
     _land(tmp, "household_power_consumption.txt", power_file)
@@ -129,7 +129,7 @@ def test_candidate_model_loads_and_predicts(first_chain):
 
 
 def test_relanding_the_same_file_emits_no_second_event(first_chain, dags, power_file, tmp_path):
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
 
     before = len(asset_events("household_power"))
     _land(tmp_path, "same-content-other-name.txt", power_file)
@@ -142,7 +142,7 @@ def test_relanding_the_same_file_emits_no_second_event(first_chain, dags, power_
 
 def test_bad_power_drop_fails_the_gate_and_produces_no_candidate(first_chain, dags, tmp_path):
     from retrain.data.power import generate_power
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
 
     text = generate_power(DAYS * 1440, seed=8).decode().splitlines()
     fields = text[500].split(";")

@@ -10,14 +10,14 @@ DAYS = 40
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    from retrain.inprocess import load_dags
+    from inprocess import load_dags
 
     return load_dags()
 
 
 def _train_on(dags, tmp_path, name: str, seed: int) -> dict:
     from retrain.data.power import generate_power
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
     from retrain.ingest import landing
 
     source = tmp_path / name
@@ -29,7 +29,7 @@ def _train_on(dags, tmp_path, name: str, seed: int) -> dict:
 
 
 def _promote(dags):
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     run = dags.get_dag("promote_models").test()
     assert str(run.state) == "success", task_states(run)
@@ -39,7 +39,7 @@ def _promote(dags):
 
 @pytest.fixture(scope="module")
 def registry_state(dags, tmp_path_factory):
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
 
     tmp = tmp_path_factory.mktemp("promotion")
     first = _train_on(dags, tmp, "first.txt", seed=21)

@@ -11,7 +11,7 @@ from retrain import freshness, snapshots, storage
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    from retrain.inprocess import load_dags
+    from inprocess import load_dags
 
     return load_dags()
 
@@ -53,7 +53,7 @@ def no_queued_run_left():
 
 
 def test_an_untrained_snapshot_is_triggered_once(dags, monkeypatch, no_queued_run_left):
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     monkeypatch.setattr(freshness, "datasets", lambda: ["household_power"])
     monkeypatch.setattr(freshness, "unjudged_candidates", lambda **_: [])  # other tests' candidates: not this test's
@@ -80,7 +80,8 @@ def test_a_training_run_trains_only_the_image_snapshots_no_other_run_holds(monke
 
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from retrain import events, orchestration
+    from retrain import events
+    from retrain.airflow import claims
 
     monkeypatch.setattr(events, "snapshot_order", lambda extra: 0)  # instead of reading the manifests
 
@@ -100,9 +101,9 @@ def test_a_training_run_trains_only_the_image_snapshots_no_other_run_holds(monke
     context = {"ti": ti, "dag_run": SimpleNamespace(run_type="asset_triggered"),
                "triggering_asset_events": Triggering(mnist=[event("mnist", "m-free")],
                                                      cifar10=[event("cifar10", "c-held")])}
-    assert [e["version"] for e in orchestration.image_snapshots_to_train(context, ("mnist", "cifar10"))] == ["m-free"]
+    assert [e["version"] for e in claims.image_snapshots_to_train(context, ("mnist", "cifar10"))] == ["m-free"]
     assert freshness.read_claim("mnist", "m-free")["run_id"] == "asset_triggered__next"
 
     context["triggering_asset_events"] = Triggering(cifar10=[event("cifar10", "c-held")])
     with pytest.raises(AirflowSkipException, match="trained or being trained by another run"):
-        orchestration.image_snapshots_to_train(context, ("mnist", "cifar10"))
+        claims.image_snapshots_to_train(context, ("mnist", "cifar10"))

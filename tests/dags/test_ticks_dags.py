@@ -11,7 +11,7 @@ DAYS = ["2026-03-02", "2026-03-03", "2026-03-04"]
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    from retrain.inprocess import load_dags
+    from inprocess import load_dags
 
     return load_dags()
 
@@ -29,7 +29,7 @@ def _land(tmp_path, day: str, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def tick_chain(dags, tmp_path_factory):
-    from retrain.inprocess import asset_events
+    from inprocess import asset_events
 
     tmp = tmp_path_factory.mktemp("ticks")
     ingests = []
@@ -52,7 +52,7 @@ def test_each_partition_is_ingested_once_with_its_event(tick_chain):
 def test_training_uses_the_window_and_logs_it(tick_chain):
     import mlflow
 
-    from retrain.inprocess import task_states
+    from inprocess import task_states
     from retrain.settings import get_settings
 
     assert str(tick_chain["train"].state) == "success", task_states(tick_chain["train"])
@@ -69,7 +69,7 @@ def test_training_uses_the_window_and_logs_it(tick_chain):
 
 
 def test_reingesting_an_unchanged_partition_emits_nothing(tick_chain, dags):
-    from retrain.inprocess import asset_events, task_states
+    from inprocess import asset_events, task_states
     from retrain.ingest import ticks
 
     before = len(asset_events("ticks"))
@@ -84,7 +84,7 @@ def test_commits_ask_for_one_training_run_while_none_is_queued(tick_chain):
     the queued run reads every commit when it starts, so N commits never queue N runs."""
     from airflow.models.dagrun import DagRun
 
-    from retrain.inprocess import task_states
+    from inprocess import task_states
 
     states = [task_states(r) for r in tick_chain["ingests"]]
     assert [s["request_training"] for s in states] == ["success", "skipped", "skipped"], states
@@ -105,7 +105,7 @@ def test_the_candidate_event_carries_the_window_end_as_partition_key(tick_chain)
 def test_backfill_of_an_older_partition_does_not_train(tick_chain, dags, tmp_path):
     """A partition outside the newest window trains nothing, and a window whose exact versions were trained
     already (a re-run for a day inside it, nothing changed) trains nothing again."""
-    from retrain.inprocess import asset_events, task_states
+    from inprocess import asset_events, task_states
 
     before = len(asset_events("ticks_direction_lgbm.candidate"))
     older = "2026-03-01"
@@ -181,7 +181,7 @@ def test_a_corrected_day_inside_the_newest_window_retrains_it_once(tick_chain, d
     """Re-landing DAYS[1] with changed content commits a new version (the old one stays readable); its run
     trains the newest window once, on exactly that version; the first build's version is untouched."""
     from retrain import snapshots
-    from retrain.inprocess import asset_events, task_states
+    from inprocess import asset_events, task_states
 
     first = next(e["extra"] for e in tick_chain["events"] if e["extra"]["partition"] == DAYS[1])
     _land(tmp_path, DAYS[1], 50)

@@ -96,6 +96,14 @@ def test_power_chain_on_the_real_scheduler(stack, tmp_path):
     assert champion.tags["data.version"] == data_events[0]["extra"]["version"]
     assert [e for e in events if e["name"] == "household_power_lgbm.champion"]
 
+    # the asset view shows the producing task of every model asset: the lineage graph does not break at a model
+    producing = {a["name"]: {(t["dag_id"], t["task_id"]) for t in a["producing_tasks"]}
+                 for a in api.get("assets?limit=100")["assets"]}
+    assert producing["mnist_cnn.candidate"] == {("image_dl_training", "pipeline.publish_candidate_mnist_cnn")}
+    assert producing["household_power_lgbm.champion"] == {("promote_models", "publish_champion_household_power_lgbm")}
+    assert all(producing[f"{model}.{stage}"] for model in ("mnist_cnn", "cifar10_cnn", "household_power_lgbm",
+                                                             "ticks_direction_lgbm") for stage in ("candidate", "champion"))
+
 
 def test_the_mlflow_ui_shows_why_the_champion_is_in_service(stack, tmp_path, monkeypatch):
     """The promoted household_power_lgbm version in the MLflow UI, in headless Chromium: its `champion` alias,

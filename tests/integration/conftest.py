@@ -117,9 +117,14 @@ def _reset_caches() -> None:
 
 @pytest.fixture
 def s3_env(moto_services, monkeypatch) -> Iterator[MotoServices]:
-    """``moto_services`` applied to ``os.environ`` for this test (settings, config and clients re-read)."""
+    """``moto_services`` applied to ``os.environ`` for this test (settings, config and clients re-read), with
+    storage on the Airflow connection's client, as in a task (the Airflow glue hands it in)."""
+    from retrain import storage
+    from retrain.airflow import connections
+
     for key, value in moto_services.items():
         monkeypatch.setenv(key, value)
+    storage.configure(connections.s3_client)
     _reset_caches()
     yield moto_services
     monkeypatch.undo()

@@ -261,10 +261,11 @@ def test_the_sweep_names_objects_that_no_event_named(s3_env, power_file, tmp_pat
 
 def test_the_sqs_watcher_trigger_fires_with_the_message_batch(s3_env, tmp_path):
     """The trigger route_arrivals' asset watcher runs in the triggerer, here run directly against the queue."""
-    from retrain import config, orchestration
+    from retrain import config
+    from retrain.airflow import arrivals
 
     config.load.cache_clear()
-    schedule = orchestration.arrivals_schedule()
+    schedule = arrivals.arrivals_schedule()
     (watched,) = schedule.asset_condition.objects if hasattr(schedule.asset_condition, "objects") else [schedule.asset_condition]
     trigger = watched.watchers[0].trigger
     classpath, kwargs = trigger.serialize()
@@ -304,7 +305,7 @@ def sqs_dags(s3_env, airflow_db, tmp_path, monkeypatch):
     settings.reset_settings()
     config.load.cache_clear()
     _retire_local_data_assets()
-    from retrain.inprocess import load_dags
+    from inprocess import load_dags
 
     return load_dags()
 
@@ -327,10 +328,10 @@ def _stray_arrivals_event(bodies: list[str]) -> None:
     from airflow.assets.manager import asset_manager
     from airflow.models.asset import AssetModel
     from airflow.utils.session import create_session
-    from retrain import orchestration
+    from retrain.airflow import arrivals
     from sqlalchemy import select
 
-    asset = orchestration.arrivals_asset()
+    asset = arrivals.arrivals_asset()
     batch = [{"MessageId": str(i), "ReceiptHandle": "r", "Body": body} for i, body in enumerate(bodies)]
     with create_session() as session:
         model = session.scalar(select(AssetModel).where(AssetModel.name == asset.name, AssetModel.uri == asset.uri))
@@ -343,7 +344,7 @@ def _stray_arrivals_event(bodies: list[str]) -> None:
 
 
 def test_router_and_ingest_dags_on_s3(sqs_dags, s3_env, power_file, tmp_path):
-    from retrain.inprocess import asset_events, task_states
+    from inprocess import asset_events, task_states
 
     ingest = sqs_dags.get_dag("ingest_power")
     assert ingest.timetable.asset_condition.name == "landing.household_power"
@@ -369,18 +370,36 @@ def test_router_and_ingest_dags_on_s3(sqs_dags, s3_env, power_file, tmp_path):
     assert storage.listdir(get_settings().landing("household_power")) == []
 
 
+def test_in_the_sqs_profile_every_asset_but_the_watched_one_has_a_producing_task(sqs_dags):
+    """The ingest DAGs are scheduled on the ``landing.<dataset>`` assets here: each has the router's publishing
+    task as its producer in the asset graph; only the arrivals asset's events come from outside (its watcher)."""
+    from airflow.dag_processing.collection import AssetModelOperation
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    collected = AssetModelOperation.collect({d: LazyDeserializedDAG.from_dag(dag) for d, dag in sqs_dags.dags.items()})
+    producers: dict[str, set[str]] = {}
+    for dag_id, references in collected.outlet_references.items():
+        for task_id, asset in references:
+            producers.setdefault(asset.name, set()).add(f"{dag_id}.{task_id}")
+    referenced = {a.name for refs in collected.schedule_asset_references.values() for a in refs}
+    referenced |= {a.name for refs in collected.inlet_references.values() for _, a in refs}
+    assert "landing.household_power" in referenced
+    assert {name for name in referenced if not producers.get(name)} == {"landing_arrivals"}
+    assert producers["landing.mnist"] == {"route_arrivals.publish_landing_mnist"}
+
+
 def test_the_dag_processor_keeps_the_sqs_watcher_of_route_arrivals(sqs_dags):
     """The dag processor keeps one definition per asset, the last one it meets in a DAG: the router's inlet must
     carry the watcher too, or the triggerer stops polling SQS at the next parse (it did, once the inlet was
     added without it)."""
     from airflow.dag_processing.collection import AssetModelOperation
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from retrain import orchestration
+    from retrain.airflow import arrivals
 
     router = sqs_dags.get_dag("route_arrivals")
     assert [a.name for t in router.tasks for a in t.inlets] == ["landing_arrivals"]
     collected = AssetModelOperation.collect({"route_arrivals": LazyDeserializedDAG.from_dag(router)})
-    asset = orchestration.arrivals_asset()
+    asset = arrivals.arrivals_asset()
     watchers = collected.assets[(asset.name, asset.uri)].watchers
     assert [w.name for w in watchers] == ["landing_arrivals_sqs"]
 

@@ -204,17 +204,17 @@ class _Inlets:
 
 @pytest.fixture
 def sqs_arrivals(monkeypatch):
-    from retrain import orchestration
+    from retrain.airflow import arrivals as airflow_arrivals
 
-    monkeypatch.setattr(orchestration, "event_driven_arrivals", lambda: True)
+    monkeypatch.setattr(airflow_arrivals, "event_driven_arrivals", lambda: True)
 
 
 def test_a_run_also_takes_recent_events_no_run_of_its_dag_consumed(sqs_arrivals):
     """apache/airflow#56050: an event that lands while the DAG's queue entry waits is consumed by no run until the
     asset's next event; the next run of the DAG takes it (and only it: not events other runs consumed)."""
-    from retrain import orchestration
+    from retrain.airflow import arrivals as airflow_arrivals
 
-    asset = orchestration.arrivals_asset()
+    asset = airflow_arrivals.arrivals_asset()
     mine = _event(3, 1, "route_arrivals")  # triggered this run
     history = [_event(1, 5, "route_arrivals"),  # consumed by an earlier run
                _event(2, 2),  # consumed by no run: stranded
@@ -224,11 +224,11 @@ def test_a_run_also_takes_recent_events_no_run_of_its_dag_consumed(sqs_arrivals)
     inlets = _Inlets(asset, history)
     context = {"triggering_asset_events": {asset: [_triggering(mine)]}, "inlet_events": inlets,
                "ti": SimpleNamespace(dag_id="route_arrivals")}
-    assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 3}, {"n": 4}]
+    assert airflow_arrivals.events_to_handle(context, asset) == [{"n": 2}, {"n": 3}, {"n": 4}]
     assert timedelta(minutes=29) < datetime.now(timezone.utc) - inlets.since <= timedelta(minutes=31)  # arrivals.unconsumed_lookback_minutes
 
     context["triggering_asset_events"] = {}  # a run no event triggered (the reconcile cron)
-    assert orchestration.events_to_handle(context, asset) == [{"n": 2}, {"n": 4}]
+    assert airflow_arrivals.events_to_handle(context, asset) == [{"n": 2}, {"n": 4}]
 
 
 def test_when_the_events_cannot_be_listed_a_run_handles_its_own(sqs_arrivals, caplog):
@@ -237,23 +237,23 @@ def test_when_the_events_cannot_be_listed_a_run_handles_its_own(sqs_arrivals, ca
     from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
     from airflow.sdk.execution_time.comms import ErrorResponse
 
-    from retrain import orchestration
+    from retrain.airflow import arrivals as airflow_arrivals
 
-    asset = orchestration.arrivals_asset()
+    asset = airflow_arrivals.arrivals_asset()
     mine = _event(3, 1, "route_arrivals")
     error = AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 500}))
     context = {"triggering_asset_events": {asset: [_triggering(mine)]}, "inlet_events": _Inlets(asset, [], error),
                "ti": SimpleNamespace(dag_id="route_arrivals")}
-    assert orchestration.events_to_handle(context, asset) == [{"n": 3}]
+    assert airflow_arrivals.events_to_handle(context, asset) == [{"n": 3}]
     assert "could not list the recent events of landing_arrivals" in caplog.text and "500" in caplog.text
 
 
 def test_without_sqs_arrivals_a_run_handles_only_its_triggering_events():
     """The sensor profile declares no inlet: nothing is listed (a manual run of the router must not fail)."""
-    from retrain import orchestration
+    from retrain.airflow import arrivals as airflow_arrivals
 
-    asset = orchestration.arrivals_asset()
+    asset = airflow_arrivals.arrivals_asset()
     inlets = _Inlets(asset, [_event(2, 2)], KeyError(asset))
     context = {"triggering_asset_events": {}, "inlet_events": inlets, "ti": SimpleNamespace(dag_id="route_arrivals")}
-    assert orchestration.events_to_handle(context, asset) == []
+    assert airflow_arrivals.events_to_handle(context, asset) == []
     assert inlets.since is None

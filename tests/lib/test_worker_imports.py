@@ -45,7 +45,7 @@ CPU_MODULES = [
     "retrain.quality", "retrain.snapshots", "retrain.events", "retrain.tracking",
     "retrain.workloads.tabular", "retrain.workloads.timeseries", "retrain.training.tabular",
     "retrain.training.ticks", "retrain.workloads.promote", "retrain.promotion", "retrain.registry",
-    "retrain.orchestration",
+    "retrain.airflow.runs", "retrain.airflow.claims", "retrain.airflow.champions", "retrain.airflow.arrivals",
     # what their task bodies import lazily
     "lightgbm", "great_expectations", "mlflow", "mlflow.lightgbm", "mlflow.pyfunc", "mlflow.models",
     "pandas", "pyarrow.parquet", "matplotlib.figure",
@@ -141,3 +141,47 @@ def test_the_power_workload_runs_where_torch_cannot_be_imported(tmp_path):
         assert candidate["model_uri"] and candidate["metrics"]["test_rmse"] > 0, candidate
     """, block=True, env=env)
     assert not result["torch_loaded"] and not result["importers"], "torch was asked for by:\n" + "\n".join(result["importers"])
+
+
+LIB = ROOT / "lib" / "retrain"
+# the one module outside the glue that reaches into it: ``retrain setup`` writes the pools after migrating the DB
+GLUE_CALLERS = {"retrain.stack"}
+
+
+def _library_modules() -> list[str]:
+    names = []
+    for path in sorted(LIB.rglob("*.py")):
+        parts = path.relative_to(LIB.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_only_the_glue_package_imports_airflow():
+    """Every module of the library but ``retrain.airflow.*`` imports in a fresh interpreter without loading
+    Airflow, and none imports it lazily either (so ``python -m retrain …`` runs on a box without a scheduler)."""
+    import ast
+
+    outside = [m for m in _library_modules() if not m.startswith("retrain.airflow") and m != "retrain.__main__"]
+    assert "retrain.storage" in outside and "retrain.cli" in outside
+    lazy = []
+    for name in outside:
+        path = LIB.parent.joinpath(*name.split(".")).with_suffix(".py")
+        if not path.exists():
+            path = path.with_suffix("") / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for target in targets:
+                if target == "airflow" or target.startswith("airflow.") or \
+                        (target.startswith("retrain.airflow") and name not in GLUE_CALLERS):
+                    lazy.append(f"{name}:{node.lineno} imports {target}")
+    assert lazy == []
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import importlib, json, sys
+        for name in {outside!r}:
+            importlib.import_module(name)
+        print("RESULT " + json.dumps(sorted(m for m in sys.modules if m == "airflow" or m.startswith("airflow."))))
+    """)], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-5000:]
+    line = next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))
+    assert json.loads(line[len("RESULT "):]) == []

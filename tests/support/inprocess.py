@@ -1,7 +1,7 @@
 """Run the project's DAGs in this process, without a scheduler: the DAG bag and what a run left behind.
 
-Used by the in-process DAG tests (``dag.test()``) and by anyone debugging a DAG from a Python shell; the
-metadata DB is the embedded one that :mod:`retrain.environment` configures.
+Test support (``tests/conftest.py`` puts this folder on ``sys.path``): used by the in-process DAG tests
+(``dag.test()``); the metadata DB is the embedded one that :mod:`retrain.environment` configures.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from retrain import assets, orchestration
 
 # Candidates of partition-aware training DAGs carry their run's partition key, and partitioned events only
 # trigger partition-aware DAGs: those models get their own promotion DAG, with the same tasks.
-PARTITIONED = {"ticks_direction_lgbm"}
+PARTITIONED = {model for model, dataset in assets.MODELS.items() if assets.DATA_ASSETS[dataset].partitioned}
 CANDIDATES = [orchestration.candidate_asset(model) for model in assets.MODELS if model not in PARTITIONED]
 PARTITIONED_CANDIDATES = [orchestration.candidate_asset(model) for model in sorted(PARTITIONED)]
 CHAMPIONS = AssetAlias(name=orchestration.CHAMPIONS_ALIAS, group="model")

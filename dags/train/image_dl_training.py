@@ -57,37 +57,39 @@ with DAG(
         @orchestration.permanent_errors_fail_fast
         def quality_gate(event: dict, **context) -> dict:
             """Quality report summary; raises (no retry) when the snapshot fails its suite."""
-            from retrain.workloads import images
+            from retrain import workloads
 
-            return images.gate(event, orchestration.work_folder(context, event["dataset"]))
+            work = orchestration.work_folder(context, event["dataset"])
+            return workloads.run("gate", event["dataset"], event, work)
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
         @orchestration.permanent_errors_fail_fast
         def train(event: dict, gate: dict, **context) -> dict:
             """The trained CNN (resumes from the last checkpoint on retry)."""
-            from retrain.workloads import images
+            from retrain import workloads
 
             overrides = {k: context["params"].get(k) for k in ("epochs", "batch_size", "lr", "device")}
-            return images.train(event, orchestration.work_folder(context, event["dataset"]), overrides)
+            return workloads.run("train", event["dataset"], event, orchestration.work_folder(context, event["dataset"]),
+                                 overrides=overrides)
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
         @orchestration.permanent_errors_fail_fast
         def evaluate(event: dict, trained: dict, **context) -> dict:
             """Test metrics, confusion matrix and the majority-class baseline."""
-            from retrain.workloads import images
+            from retrain import workloads
 
-            return images.evaluate(event, orchestration.work_folder(context, event["dataset"]))
+            work = orchestration.work_folder(context, event["dataset"])
+            return workloads.run("evaluate", event["dataset"], event, work)
 
         @task(queue="gpu", outlets=[CANDIDATES], multiple_outputs=False)  # logging a PyTorch model needs torch: GPU workers have it
         @orchestration.permanent_errors_fail_fast
         def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
             """The MLflow candidate run; emits the candidate-model event."""
-            from retrain import assets, tracking
-            from retrain.workloads import images
+            from retrain import assets, workloads
 
-            run = orchestration.run_coordinates(context)
-            lineage = tracking.Lineage(**run, data=event, quality=gate)
-            extra = images.log_candidate(lineage, orchestration.work_folder(context, event["dataset"]))
+            extra = workloads.run("log_candidate", event["dataset"], event,
+                                  orchestration.work_folder(context, event["dataset"]),
+                                  coordinates=orchestration.run_coordinates(context), quality=gate)
             outlet_events[CANDIDATES].add(orchestration.candidate_asset(assets.model_for_dataset(event["dataset"])),
                                           extra=extra)
             return extra

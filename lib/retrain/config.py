@@ -327,6 +327,14 @@ def dataset_settings(workload: str, dataset: str):
         raise ConfigError(f"{workload}: no dataset {dataset!r} configured (known: {sorted(cfg.datasets)})") from None
 
 
+def _catalog_model(workload: str) -> type[WorkloadConfig] | None:
+    """The config model a catalog workload names (``config_model``), for workloads this module does not know."""
+    from retrain import catalog
+
+    entry = catalog.WORKLOADS.get(workload)
+    return catalog.load(entry.config_model) if entry is not None and entry.config_model else None
+
+
 def register(workload: str, model: type[WorkloadConfig]) -> None:
     _MODELS[workload] = model
 
@@ -345,7 +353,7 @@ def load(workload: str) -> WorkloadConfig:
         raise ConfigError(f"{path}: no configuration for workload {workload!r}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    model = _MODELS.get(workload, WorkloadConfig)
+    model = _MODELS.get(workload) or _catalog_model(workload) or WorkloadConfig
     try:
         config = model.model_validate(raw or {})
     except ValidationError as exc:

@@ -26,8 +26,6 @@ PERMANENT_ERRORS = (DataQualityError, DataFormatError, SnapshotError, ConfigErro
 
 
 DEFAULT_QUEUE, GPU_QUEUE = "default", "gpu"
-# workloads whose models load PyTorch to be scored: their candidates are judged where torch is installed
-TORCH_WORKLOADS = frozenset({"image_dl_training"})
 
 CHAMPIONS_ALIAS = "retrain_champions"
 REJUDGE_ALIAS = "retrain_rejudge"  # candidate events emitted again for a challenger whose comparison went stale
@@ -280,10 +278,11 @@ def candidate_events(context: Mapping[str, Any], candidates: list[Asset] | None 
 
 def by_judge_queue(events: list[dict]) -> dict[str, list[dict]]:
     """Candidate events split by the Celery queue whose workers can score them (order kept in each)."""
+    from retrain import catalog
+
     split: dict[str, list[dict]] = {DEFAULT_QUEUE: [], GPU_QUEUE: []}
-    for event in events:
-        workload = assets.CANDIDATE_ASSETS[event["model"]].workload
-        split[GPU_QUEUE if workload in TORCH_WORKLOADS else DEFAULT_QUEUE].append(event)
+    for event in events:  # the catalog's scoring queue: models that load PyTorch are judged where torch is
+        split[catalog.model(event["model"]).scoring_queue].append(event)
     return split
 
 

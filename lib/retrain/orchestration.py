@@ -263,8 +263,10 @@ def candidate_events(context: Mapping[str, Any], candidates: list[Asset] | None 
     if params.get("candidate_run_id"):
         from retrain import tracking
 
+        from retrain.events import CandidateEvent
+
         run = tracking.client().get_run(params["candidate_run_id"])
-        return [json.loads(run.data.tags["retrain.candidate_event"])]
+        return [CandidateEvent.read(json.loads(run.data.tags["retrain.candidate_event"])).extra()]
     inlet_events = context.get("inlet_events")
     latest = []
     for asset in candidates:
@@ -290,13 +292,14 @@ def emit_champion_event(outlet_events, decision: Mapping[str, Any], **extra: Any
     """The ``<model>.champion`` event of one alias move, through the champions alias."""
     from airflow.sdk import AssetAlias
 
+    from retrain.events import ChampionEvent
+
     model, version = decision["model"], decision["version"]
     outlet_events[AssetAlias(name=CHAMPIONS_ALIAS)].add(
         champion_asset(model),
-        extra={"model": model, "version": version, "model_uri": f"models:/{model}/{version}",
-               "run_id": decision.get("candidate_run_id") or decision.get("run_id"),
-               "previous_champion": decision.get("previous_champion"), "metrics": decision.get("metrics", {}),
-               **extra},
+        extra=ChampionEvent.of(model, version, run_id=decision.get("candidate_run_id") or decision.get("run_id"),
+                               previous_champion=decision.get("previous_champion"),
+                               metrics=decision.get("metrics", {}), **extra).extra(),
     )
 
 

@@ -54,3 +54,4 @@ def test_an_unknown_candidate_model_is_a_candidate_error():
 
     with pytest.raises(CandidateError, match="'nope'"):
         promote.evaluation_set_loader("nope")
+

@@ -195,7 +195,7 @@ def lineage_data(plan: Mapping[str, Any]) -> dict:
 def log_candidate(plan: Mapping[str, Any], gate: Mapping[str, Any], coordinates: Mapping[str, Any], work: str) -> dict:
     """The MLflow candidate run (in the workload's experiment, tagged ``retrain.trigger=adhoc``) and the candidate
     event's extra, which is also recorded on the run so ``promote_models`` can judge it by ``candidate_run_id``."""
-    from retrain import catalog, tracking
+    from retrain import tracking
 
     found = workloads.for_dataset(plan["dataset"])
     lineage = tracking.Lineage(**coordinates, data=lineage_data(plan), quality=gate)

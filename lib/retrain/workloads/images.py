@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from retrain import config, quality, snapshots, storage, tracking
-from retrain.events import check_data_event
+from retrain.events import CandidateEvent, check_data_event
 
 WORKLOAD = "image_dl_training"
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def _log_body(ds_cfg: config.ImageDataset, dataset: str, lineage: tracking.Linea
 
 def evaluation_set(run) -> tuple[np.ndarray, np.ndarray]:
     """The candidate's held-out examples for promotion: the test split of the snapshot it was trained on."""
-    event = json.loads(run.data.tags["retrain.candidate_event"])
+    event = CandidateEvent.read(json.loads(run.data.tags["retrain.candidate_event"])).extra()
     splits = _splits(event["data"])
     images, labels = splits["test"].arrays()  # the test split only, for the promotion's own scoring
     inputs = (images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
@@ -235,6 +235,6 @@ def evaluation_set(run) -> tuple[np.ndarray, np.ndarray]:
 
 def majority_baseline(run, n: int) -> np.ndarray:
     """The majority class of the training split of the snapshot the candidate was trained on, on every example."""
-    event = json.loads(run.data.tags["retrain.candidate_event"])
+    event = CandidateEvent.read(json.loads(run.data.tags["retrain.candidate_event"])).extra()
     labels = np.asarray(_splits(event["data"])["train"].labels)
     return np.full(n, int(np.bincount(labels, minlength=10).argmax()), dtype=np.int64)

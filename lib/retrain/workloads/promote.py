@@ -20,6 +20,7 @@ import numpy as np
 
 from retrain import catalog, decisions, promotion, registry, snapshots, tracking
 from retrain.errors import CandidateError, PromotionError, is_infrastructure_error
+from retrain.events import CandidateEvent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5  # re-judgments after the champion moved; past them the task retries (ChampionChanged)
@@ -173,7 +174,7 @@ def candidate_event(model: str, run_id: str | None = None) -> dict:
     recorded = run.data.tags.get("retrain.candidate_event")
     if not recorded:
         raise CandidateError(f"MLflow run {run_id} records no candidate event (tag retrain.candidate_event)")
-    event = json.loads(recorded)
+    event = CandidateEvent.read(json.loads(recorded), f"run {run_id}'s candidate").extra()
     if event.get("model") != model:
         raise CandidateError(f"MLflow run {run_id} is a candidate of {event.get('model')!r}, not of {model!r}")
     return event
@@ -191,6 +192,7 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
     candidate is judged again against the new one, never moved over it. ``champion_event`` in the result says
     whether this Airflow run made (or completed) the alias move, so it, and only it, emits the champion event.
     """
+    event = CandidateEvent.read(event, "the judged candidate").extra()
     model, run_id = event["model"], event["run_id"]
     policy = promotion.policy_for(catalog.MODELS[model].policy_name if model in catalog.MODELS else model)
     run = _candidate_run(run_id)

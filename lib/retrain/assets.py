@@ -11,7 +11,7 @@ Arrival assets (the sqs profile): ``landing_arrivals`` is fed by the SQS watcher
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from retrain import catalog
@@ -48,31 +48,11 @@ class ModelAsset:
         return f"x-mlflow://models/{self.model}/{self.stage}"
 
 
-class _Derived(Mapping):
-    """A read-only mapping computed from the catalog on every access, so an entry registered at run time
-    (:func:`retrain.catalog.register`) is seen by every module that reads these names."""
-
-    def __init__(self, build: Callable[[], dict]):
-        self._build = build
-
-    def __getitem__(self, key):
-        return self._build()[key]
-
-    def __iter__(self) -> Iterator:
-        return iter(self._build())
-
-    def __len__(self) -> int:
-        return len(self._build())
-
-    def __repr__(self) -> str:
-        return repr(self._build())
-
-
-DATA_ASSETS: Mapping[str, DataAsset] = _Derived(lambda: {
+DATA_ASSETS: Mapping[str, DataAsset] = catalog.View(lambda: {
     d.name: DataAsset(d.name, workload=d.workload, partitioned=d.partitioned) for d in catalog.DATASETS.values()})
 
 # registered model name -> the dataset it is trained on
-MODELS: Mapping[str, str] = _Derived(lambda: {m.name: m.dataset for m in catalog.MODELS.values()})
+MODELS: Mapping[str, str] = catalog.View(lambda: {m.name: m.dataset for m in catalog.MODELS.values()})
 
 
 def model_for_dataset(dataset: str) -> str:
@@ -84,8 +64,8 @@ def _model_asset(model: str, stage: str) -> ModelAsset:
     return ModelAsset(model=model, dataset=dataset, workload=catalog.dataset(dataset).workload, stage=stage)
 
 
-CANDIDATE_ASSETS: Mapping[str, ModelAsset] = _Derived(lambda: {m: _model_asset(m, "candidate") for m in catalog.MODELS})
-CHAMPION_ASSETS: Mapping[str, ModelAsset] = _Derived(lambda: {m: _model_asset(m, "champion") for m in catalog.MODELS})
+CANDIDATE_ASSETS: Mapping[str, ModelAsset] = catalog.View(lambda: {m: _model_asset(m, "candidate") for m in catalog.MODELS})
+CHAMPION_ASSETS: Mapping[str, ModelAsset] = catalog.View(lambda: {m: _model_asset(m, "champion") for m in catalog.MODELS})
 
 
 @dataclass(frozen=True)
@@ -103,8 +83,8 @@ class LandingAsset:
 
 
 # datasets whose arrivals are routed from S3 notifications (ticks land on their partition timetable instead)
-LANDING_ASSETS: Mapping[str, LandingAsset] = _Derived(lambda: {
-    d.name: LandingAsset(d.name) for d in catalog.DATASETS.values() if d.routed_arrivals})
+LANDING_ASSETS: Mapping[str, LandingAsset] = catalog.View(lambda: {
+    d.name: LandingAsset(d.name) for d in catalog.DATASETS.values() if d.arrives_as})
 ARRIVALS_ASSET = "landing_arrivals"
 
 

@@ -12,6 +12,7 @@ strings and imported only when a step needs it (:func:`load`), so a DAG file par
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,10 @@ class DatasetEntry:
     workload: str
     ingest: str  # "module:function" with the signature ``(dataset, name, run_id) -> IngestResult``
     partitioned: bool = False
-    routed_arrivals: bool = True  # its landing asset is fed from S3 notifications (ticks follow a timetable)
+    # how an arrival looks when S3 notifications route it: one object ("file") or a folder completed by
+    # _SUCCESS ("drop"); None: not routed, and ``not_routed`` says why
+    arrives_as: str | None = "file"
+    not_routed: str = ""
     sample: str | None = None  # the `retrain sample-data` kind that writes it
 
 
@@ -73,10 +77,11 @@ WORKLOADS: dict[str, WorkloadEntry] = {w.name: w for w in (
 )}
 
 DATASETS: dict[str, DatasetEntry] = {d.name: d for d in (
-    DatasetEntry("mnist", "image_dl_training", "retrain.ingest.images:ingest", sample="mnist"),
-    DatasetEntry("cifar10", "image_dl_training", "retrain.ingest.images:ingest", sample="cifar10"),
-    DatasetEntry("ticks", "time_series_training", "retrain.ingest.ticks:ingest", partitioned=True,
-                 routed_arrivals=False, sample="ticks"),
+    DatasetEntry("mnist", "image_dl_training", "retrain.ingest.images:ingest", arrives_as="drop", sample="mnist"),
+    DatasetEntry("cifar10", "image_dl_training", "retrain.ingest.images:ingest", arrives_as="drop",
+                 sample="cifar10"),
+    DatasetEntry("ticks", "time_series_training", "retrain.ingest.ticks:ingest", partitioned=True, arrives_as=None,
+                 not_routed="tick partitions land on ingest_ticks' partition timetable", sample="ticks"),
     DatasetEntry("household_power", "tabular_ml_training", "retrain.ingest.power:ingest", sample="power"),
 )}
 
@@ -97,6 +102,26 @@ MODELS: dict[str, ModelEntry] = {m.name: m for m in (
                held_out="test tail of the window (the last split.test_days days, hourly)",
                baseline=f"{_PROMOTE}:seasonal_naive"),
 )}
+
+
+class View(Mapping):
+    """A read-only mapping computed from the catalog on every access, so an entry registered at run time
+    (:func:`register`) is seen by every module that reads a name derived with it (e.g. ``assets.MODELS``)."""
+
+    def __init__(self, build: Callable[[], dict]):
+        self._build = build
+
+    def __getitem__(self, key):
+        return self._build()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._build())
+
+    def __len__(self) -> int:
+        return len(self._build())
+
+    def __repr__(self) -> str:
+        return repr(self._build())
 
 
 def load(target: str) -> Any:

@@ -15,6 +15,10 @@ def test_assets_promotion_and_demo_derive_from_the_catalog():
     assert dict(assets.MODELS) == {m.name: m.dataset for m in catalog.MODELS.values()}
     assert {n for n, a in assets.DATA_ASSETS.items() if a.partitioned} == {"ticks"}
     assert set(assets.LANDING_ASSETS) == {"household_power", "mnist", "cifar10"}
+    from retrain import arrivals
+
+    assert dict(arrivals.ARRIVES_AS) == {"mnist": "drop", "cifar10": "drop", "household_power": "file"}
+    assert set(arrivals.NOT_ROUTED) == {"ticks"}
     assert demo.MODELS["ticks_direction_lgbm"] == ("ticks", "time_series_training", "promote_partitioned_models")
     assert adhoc.KINDS == {"tabular": "tabular_ml_training", "image": "image_dl_training",
                            "timeseries": "time_series_training"}

@@ -46,7 +46,6 @@ class DatasetEntry:
     # _SUCCESS ("drop"); None: not routed, and ``not_routed`` says why
     arrives_as: str | None = "file"
     not_routed: str = ""
-    sample: str | None = None  # the `retrain sample-data` kind that writes it
 
 
 @dataclass(frozen=True)
@@ -77,12 +76,11 @@ WORKLOADS: dict[str, WorkloadEntry] = {w.name: w for w in (
 )}
 
 DATASETS: dict[str, DatasetEntry] = {d.name: d for d in (
-    DatasetEntry("mnist", "image_dl_training", "retrain.ingest.images:ingest", arrives_as="drop", sample="mnist"),
-    DatasetEntry("cifar10", "image_dl_training", "retrain.ingest.images:ingest", arrives_as="drop",
-                 sample="cifar10"),
+    DatasetEntry("mnist", "image_dl_training", "retrain.ingest.images:ingest", arrives_as="drop"),
+    DatasetEntry("cifar10", "image_dl_training", "retrain.ingest.images:ingest", arrives_as="drop"),
     DatasetEntry("ticks", "time_series_training", "retrain.ingest.ticks:ingest", partitioned=True, arrives_as=None,
-                 not_routed="tick partitions land on ingest_ticks' partition timetable", sample="ticks"),
-    DatasetEntry("household_power", "tabular_ml_training", "retrain.ingest.power:ingest", sample="power"),
+                 not_routed="tick partitions land on ingest_ticks' partition timetable"),
+    DatasetEntry("household_power", "tabular_ml_training", "retrain.ingest.power:ingest"),
 )}
 
 _PROMOTE = "retrain.workloads.promote"

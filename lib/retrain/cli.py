@@ -165,7 +165,8 @@ def _exit_code(exc: BaseException) -> int | None:
 
 def _one_line(exc: BaseException) -> str:
     """An error's message on one line (a quality report's failures joined by ``;``)."""
-    return "; ".join(part.strip().removeprefix("- ") for part in str(exc).splitlines() if part.strip())
+    parts = [part.strip().removeprefix("- ") for part in str(exc).splitlines() if part.strip()]
+    return "; ".join(part.removesuffix(":") if i < len(parts) - 1 else part for i, part in enumerate(parts))
 
 
 def cmd_ingest(args) -> int:

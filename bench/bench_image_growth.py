@@ -178,7 +178,7 @@ CHILD_TRAIN = textwrap.dedent(
     after_imports = rss_mb()
     started = time.perf_counter()
     if mode == "shards":
-        summary = workload.train(event, work, overrides)
+        summary = workload.train(event, workload.dataset_config("mnist", overrides), work)
         samples = summary["train_samples"]
     else:
         x = images.load_array(storage.read_bytes(f"{contiguous}/train_images.npy"))

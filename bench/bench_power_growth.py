@@ -81,9 +81,10 @@ CHILD_TRAIN = textwrap.dedent(
     settings.reset_settings()
     event, work = json.loads(sys.argv[1]), sys.argv[2]
     steps = {}
-    for name, call in (("gate", lambda: tabular.gate(event, work)), ("prepare", lambda: tabular.prepare(event, work)),
-                       ("train", lambda: tabular.train("household_power", work)),
-                       ("evaluate", lambda: tabular.evaluate("household_power", work))):
+    cfg = tabular.dataset_config("household_power")
+    for name, call in (("gate", lambda: tabular.gate(event, cfg, work)), ("prepare", lambda: tabular.prepare(event, cfg, work)),
+                       ("train", lambda: tabular.train(event, cfg, work)),
+                       ("evaluate", lambda: tabular.evaluate(event, cfg, work))):
         started = time.perf_counter()
         result = call()
         steps[name] = {"seconds": round(time.perf_counter() - started, 2)}

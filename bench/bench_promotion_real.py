@@ -27,7 +27,7 @@ runs), landed with ``retrain.ingest.landing.land`` and ingested by the real inge
 
 Models: the real training functions, independent seeds and data orders
 ----------------------------------------------------------------------
-* MNIST: ``retrain.workloads.images.train(event, work, {"seed": s})``, the DAG task itself: the seed sets
+* MNIST: ``retrain.workloads.images.train(event, cfg, work)`` with ``cfg.loop.seed = s``, the DAG task itself: the seed sets
   the weight init, the 10 % validation rows and every epoch's shuffle (``retrain.training.loop.fit``), the
   loop's other settings come from ``configs/image_dl_training.yaml`` (3 epochs, ``--mnist-epochs`` to
   change). CUDA when present, else CPU with one torch thread per core (the loop's ``pick_device``).
@@ -36,9 +36,9 @@ Models: the real training functions, independent seeds and data orders
 * Power: ``retrain.training.tabular.train(cfg, work)`` with the LightGBM ``seed`` set per model and the
   training rows written to the work folder in a per-model random order (bagging and feature fraction 0.9
   make both matter); predictions of ``tabular.load_booster(work)`` on the test features.
-* Ticks: ``retrain.workloads.timeseries.train(work, cfg)`` with ``cfg.seed`` set per model and the training
+* Ticks: ``retrain.workloads.timeseries.train(window, cfg, work)`` with ``cfg.seed`` set per model and the training
   bars in a per-model random order; the saved booster's up-probabilities on the test bars, thresholded by
-  ``retrain.workloads.promote.POSTPROCESS`` as the promotion step does.
+  ``retrain.workloads.promote.postprocess_for`` as the promotion step does.
 
 Each model gets its own seed (never reused); its data order comes from that seed too.
 
@@ -170,7 +170,7 @@ class Mnist:
         from retrain import storage
         from retrain.workloads import images
 
-        images.train(self.events[recipe], work, self.overrides | {"seed": seed})
+        images.train(self.events[recipe], images.dataset_config("mnist", self.overrides | {"seed": seed}), work)
         model = images.build_model("mnist")
         model.load_state_dict(torch.load(io.BytesIO(storage.read_bytes(storage.join(work, "model.pt"))),
                                          map_location="cpu", weights_only=True))
@@ -258,9 +258,9 @@ class Ticks:
         order = np.random.default_rng(seed).permutation(len(train))
         storage.write_frame(train.iloc[order].reset_index(drop=True), storage.join(work, "train.parquet"), index=False)
         storage.write_frame(valid, storage.join(work, "valid.parquet"), index=False)
-        timeseries.train(work, self.cfg.model_copy(update={"seed": seed}))
+        timeseries.train({}, self.cfg.model_copy(update={"seed": seed}), work)
         booster = lgb.Booster(model_str=storage.read_text(storage.join(work, "model.txt")))
-        return promote.POSTPROCESS[self.model](booster.predict(self.inputs[self.features]))
+        return promote.postprocess_for(self.model)(booster.predict(self.inputs[self.features]))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -125,10 +125,11 @@ CHILD_TRAIN = textwrap.dedent(
     step("import retrain.workloads.tabular", lambda: __import__("retrain.workloads.tabular"))
     from retrain.workloads import tabular
 
-    gate = step("gate (GX quality gate)", lambda: tabular.gate(event, work))
-    prepared = step("prepare (hourly features, split)", lambda: tabular.prepare(event, work))
-    trained = step("train (LightGBM)", lambda: tabular.train(event["dataset"], work))
-    metrics = step("evaluate (metrics, plots)", lambda: tabular.evaluate(event["dataset"], work))
+    cfg = tabular.dataset_config(event["dataset"])
+    gate = step("gate (GX quality gate)", lambda: tabular.gate(event, cfg, work))
+    prepared = step("prepare (hourly features, split)", lambda: tabular.prepare(event, cfg, work))
+    trained = step("train (LightGBM)", lambda: tabular.train(event, cfg, work))
+    metrics = step("evaluate (metrics, plots)", lambda: tabular.evaluate(event, cfg, work))
     with open(f"{work}/train.json") as handle:
         rounds = len(next(iter(json.load(handle)["history"].values())))
     print(json.dumps({"steps": steps, "gate": gate, "prepare": prepared, "train": trained, "metrics": metrics,
@@ -143,12 +144,11 @@ CHILD_MLFLOW = textwrap.dedent(
     event, gate, work = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
     started = time.perf_counter()
     import mlflow
-    from retrain import tracking
     from retrain.workloads import tabular
     imported = time.perf_counter()
-    lineage = tracking.Lineage(dag_id="bench_tabular_training", run_id="bench", task_id="log_candidate",
-                               data=event, quality=gate)
-    extra = tabular.log_candidate(lineage, work)
+    extra = tabular.log_candidate(event, tabular.dataset_config(event["dataset"]), work, quality=gate,
+                                  coordinates={"dag_id": "bench_tabular_training", "run_id": "bench",
+                                               "task_id": "log_candidate"})
     done = time.perf_counter()
     print(json.dumps({"import_s": imported - started, "log_s": done - imported, "total_s": done - started,
                       "model_uri": extra.get("model_uri")}))

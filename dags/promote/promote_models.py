@@ -46,7 +46,7 @@ from retrain.airflow.runs import candidate_events, run_coordinates
 
 # Candidates of partition-aware training DAGs carry their run's partition key, and partitioned events only
 # trigger partition-aware DAGs: those models get their own promotion DAG, with the same tasks.
-PARTITIONED = {"ticks_direction_lgbm"}
+PARTITIONED = {model for model, dataset in assets.MODELS.items() if assets.DATA_ASSETS[dataset].partitioned}
 CANDIDATES = [candidate_asset(model) for model in assets.MODELS if model not in PARTITIONED]
 PARTITIONED_CANDIDATES = [candidate_asset(model) for model in sorted(PARTITIONED)]
 CHAMPIONS = AssetAlias(name=CHAMPIONS_ALIAS, group="model")

@@ -64,38 +64,38 @@ with DAG(
         @permanent_errors_fail_fast
         def quality_gate(event: dict, **context) -> dict:
             """Quality report summary; raises (no retry) when the snapshot fails its suite."""
-            from retrain.workloads import images
+            from retrain import workloads
 
-            return images.gate(event, work_folder(context, event["dataset"]))
+            work = work_folder(context, event["dataset"])
+            return workloads.run("gate", event["dataset"], event, work)
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
         @permanent_errors_fail_fast
         def train(event: dict, gate: dict, **context) -> dict:
             """The trained CNN (resumes from the last checkpoint on retry)."""
-            from retrain.workloads import images
+            from retrain import workloads
 
             overrides = {k: context["params"].get(k) for k in ("epochs", "batch_size", "lr", "device")}
-            return images.train(event, work_folder(context, event["dataset"]), overrides)
+            return workloads.run("train", event["dataset"], event, work_folder(context, event["dataset"]),
+                                 overrides=overrides)
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
         @permanent_errors_fail_fast
         def evaluate(event: dict, trained: dict, **context) -> dict:
             """Test metrics, confusion matrix and the majority-class baseline."""
-            from retrain.workloads import images
+            from retrain import workloads
 
-            return images.evaluate(event, work_folder(context, event["dataset"]))
+            work = work_folder(context, event["dataset"])
+            return workloads.run("evaluate", event["dataset"], event, work)
 
         @task(queue="gpu", multiple_outputs=False)  # logging a PyTorch model needs torch: GPU workers have it
         @permanent_errors_fail_fast
         def log_candidate(event: dict, gate: dict, metrics: dict, **context) -> dict:
             """The MLflow candidate run, and the extra of its candidate-model event."""
-            from retrain import tracking
-            from retrain.workloads import images
+            from retrain import workloads
 
-            run = run_coordinates(context)
-            lineage = tracking.Lineage(**run, data=event, quality=gate)
-            extra = images.log_candidate(lineage, work_folder(context, event["dataset"]))
-            return extra
+            return workloads.run("log_candidate", event["dataset"], event, work_folder(context, event["dataset"]),
+                                 coordinates=run_coordinates(context), quality=gate)
 
         @task(multiple_outputs=False)
         @permanent_errors_fail_fast

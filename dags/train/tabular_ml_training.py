@@ -54,48 +54,46 @@ with DAG(
     @permanent_errors_fail_fast
     def quality_gate(event: dict, **context) -> dict:
         """Quality report summary; raises (no retry) when the snapshot fails its suite."""
-        from retrain.workloads import tabular
+        from retrain import workloads
 
-        return tabular.gate(event, work_folder(context, DATASET))
+        return workloads.run("gate", DATASET, event, work_folder(context, DATASET))
 
     @task(multiple_outputs=False)
     @permanent_errors_fail_fast
     def prepare(event: dict, gate: dict, **context) -> dict:
         """Train/validation/test feature files in the run's work folder."""
-        from retrain.workloads import tabular
+        from retrain import workloads
 
-        return tabular.prepare(event, work_folder(context, DATASET))
+        return workloads.run("prepare", DATASET, event, work_folder(context, DATASET))
 
     @task(pool="cpu", multiple_outputs=False)
     @permanent_errors_fail_fast
-    def train(features: dict, **context) -> dict:
+    def train(event: dict, features: dict, **context) -> dict:
         """A LightGBM booster (model.txt) with its per-iteration history."""
-        from retrain.workloads import tabular
+        from retrain import workloads
 
-        return tabular.train(DATASET, work_folder(context, DATASET))
+        return workloads.run("train", DATASET, event, work_folder(context, DATASET))
 
     @task(multiple_outputs=False)
     @permanent_errors_fail_fast
-    def evaluate(trained: dict, **context) -> dict:
+    def evaluate(event: dict, trained: dict, **context) -> dict:
         """Test metrics of the model and the seasonal-naive baseline, predictions and plots."""
-        from retrain.workloads import tabular
+        from retrain import workloads
 
-        return tabular.evaluate(DATASET, work_folder(context, DATASET))
+        return workloads.run("evaluate", DATASET, event, work_folder(context, DATASET))
 
     @task(outlets=[CANDIDATE], multiple_outputs=False)
     @permanent_errors_fail_fast
     def log_candidate(event: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event."""
-        from retrain import tracking
-        from retrain.workloads import tabular
+        from retrain import workloads
 
-        run = run_coordinates(context)
-        lineage = tracking.Lineage(**run, data=event, quality=gate)
-        extra = tabular.log_candidate(lineage, work_folder(context, DATASET))
+        extra = workloads.run("log_candidate", DATASET, event, work_folder(context, DATASET),
+                              coordinates=run_coordinates(context), quality=gate)
         outlet_events[CANDIDATE].extra = extra
         return extra
 
     snapshot = resolve_snapshot()
     verdict = quality_gate(snapshot)
-    metrics = evaluate(train(prepare(snapshot, verdict)))
+    metrics = evaluate(snapshot, train(snapshot, prepare(snapshot, verdict)))
     log_candidate(snapshot, verdict, metrics)

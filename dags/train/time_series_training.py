@@ -64,13 +64,15 @@ with DAG(
         """The window's exact (partition, version, sha256) entries; skips the run when the backfill policy says so."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from retrain.workloads import timeseries
+        from retrain import workloads
 
         try:  # a manual run has none
             events = [dict(e.extra) for e in sorted(triggering_asset_events[TICKS], key=lambda e: e.timestamp)]
         except (KeyError, TypeError):
             events = []
-        window = timeseries.resolve_window(dag_run.partition_key or params["partition"], events)
+        ticks = workloads.for_dataset("ticks")
+        window = ticks.resolve("ticks", events, ticks.dataset_config("ticks"),
+                               key=dag_run.partition_key or params["partition"])
         if not window["train"]:
             raise AirflowSkipException(window["reason"])
         if not claim_window({"ti": ti, "dag_run": dag_run}, window):
@@ -81,45 +83,42 @@ with DAG(
     @permanent_errors_fail_fast
     def quality_gate(window: dict, **context) -> dict:
         """One quality report per partition; raises (no retry) when any partition fails."""
-        from retrain.workloads import timeseries
+        from retrain import workloads
 
-        return timeseries.gate(window, work_folder(context, "ticks"))
+        return workloads.run("gate", "ticks", window, work_folder(context, "ticks"))
 
     @task(multiple_outputs=False)
     @permanent_errors_fail_fast
     def features(window: dict, gate: dict, **context) -> dict:
         """Bar features of the window, split walk-forward."""
-        from retrain.workloads import timeseries
+        from retrain import workloads
 
-        return timeseries.features(window, work_folder(context, "ticks"))
+        return workloads.run("prepare", "ticks", window, work_folder(context, "ticks"))
 
     @task(multiple_outputs=False)
     @permanent_errors_fail_fast
-    def train(split: dict, **context) -> dict:
+    def train(window: dict, split: dict, **context) -> dict:
         """The LightGBM direction model."""
-        from retrain.workloads import timeseries
+        from retrain import workloads
 
-        return timeseries.train(work_folder(context, "ticks"))
+        return workloads.run("train", "ticks", window, work_folder(context, "ticks"))
 
     @task(multiple_outputs=False)
     @permanent_errors_fail_fast
-    def evaluate(trained: dict, **context) -> dict:
+    def evaluate(window: dict, trained: dict, **context) -> dict:
         """Accuracy, log loss and AUC on the test partition beside the baselines."""
-        from retrain.workloads import timeseries
+        from retrain import workloads
 
-        return timeseries.evaluate(work_folder(context, "ticks"))
+        return workloads.run("evaluate", "ticks", window, work_folder(context, "ticks"))
 
     @task(outlets=[CANDIDATE], multiple_outputs=False)
     @permanent_errors_fail_fast
     def log_candidate(window: dict, gate: dict, metrics: dict, *, outlet_events=None, **context) -> dict:
         """The MLflow candidate run; emits the candidate-model event."""
-        from retrain import tracking
-        from retrain.workloads import timeseries
+        from retrain import workloads
 
-        run = run_coordinates(context)
-        data = window["events"][-1] | {"partitions": window["window"], "versions": window["versions"]}
-        lineage = tracking.Lineage(**run, data=data, quality=gate)
-        extra = timeseries.log_candidate(lineage, work_folder(context, "ticks"))
+        extra = workloads.run("log_candidate", "ticks", window, work_folder(context, "ticks"),
+                              coordinates=run_coordinates(context), quality=gate)
         outlet_events[CANDIDATE].extra = extra
         if not context["dag_run"].partition_key:  # a requested run: the candidate's key is the window's end
             outlet_events[CANDIDATE].add_partitions(window["partition"])
@@ -128,4 +127,4 @@ with DAG(
     window = resolve_window()
     wait_for_backfill() >> window
     verdict = quality_gate(window)
-    log_candidate(window, verdict, evaluate(train(features(window, verdict))))
+    log_candidate(window, verdict, evaluate(window, train(window, features(window, verdict))))

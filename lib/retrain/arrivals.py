@@ -40,17 +40,20 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from retrain import storage
-from retrain.assets import EVENT_SCHEMA_VERSION, LANDING_ASSETS
+from retrain import catalog
+from retrain.assets import EVENT_SCHEMA_VERSION
 from retrain.errors import ConfigError
 from retrain.ingest.landing import DROP_COMPLETE, landing_folder, pending
 from retrain.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-# how an arrival of each routed dataset looks: one object ("file") or a folder completed by _SUCCESS ("drop")
-ARRIVES_AS = {"household_power": "file", "mnist": "drop", "cifar10": "drop"}
-NOT_ROUTED = {"ticks": "tick partitions land on ingest_ticks' partition timetable"}
-assert set(ARRIVES_AS) == set(LANDING_ASSETS)
+# how an arrival of each routed dataset looks: one object ("file") or a folder completed by _SUCCESS ("drop"),
+# and why the others are not routed (the catalog's entries; LANDING_ASSETS are the routed ones)
+ARRIVES_AS: Mapping[str, str] = catalog.View(lambda: {d.name: d.arrives_as for d in catalog.DATASETS.values()
+                                                  if d.arrives_as})
+NOT_ROUTED: Mapping[str, str] = catalog.View(lambda: {d.name: d.not_routed for d in catalog.DATASETS.values()
+                                                  if not d.arrives_as})
 
 
 class NotANotification(ValueError):

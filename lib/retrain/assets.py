@@ -1,4 +1,4 @@
-"""The asset catalog: every asset's name and URI, nothing else.
+"""Every asset's name and URI, derived from :mod:`retrain.catalog`; nothing else.
 
 Plain data, importable without Airflow. :mod:`retrain.airflow.assets` turns these into ``airflow.sdk.Asset``
 objects; DAG files refer to catalog names, never to literal URIs.
@@ -11,8 +11,10 @@ Arrival assets (the sqs profile): ``landing_arrivals`` is fed by the SQS watcher
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from retrain import catalog
 from retrain.settings import get_settings
 
 EVENT_SCHEMA_VERSION = 1
@@ -46,39 +48,24 @@ class ModelAsset:
         return f"x-mlflow://models/{self.model}/{self.stage}"
 
 
-DATA_ASSETS: dict[str, DataAsset] = {
-    asset.name: asset
-    for asset in (
-        DataAsset("mnist", workload="image_dl_training"),
-        DataAsset("cifar10", workload="image_dl_training"),
-        DataAsset("ticks", workload="time_series_training", partitioned=True),
-        DataAsset("household_power", workload="tabular_ml_training"),
-    )
-}
+DATA_ASSETS: Mapping[str, DataAsset] = catalog.View(lambda: {
+    d.name: DataAsset(d.name, workload=d.workload, partitioned=d.partitioned) for d in catalog.DATASETS.values()})
 
 # registered model name -> the dataset it is trained on
-MODELS: dict[str, str] = {
-    "mnist_cnn": "mnist",
-    "cifar10_cnn": "cifar10",
-    "ticks_direction_lgbm": "ticks",
-    "household_power_lgbm": "household_power",
-}
+MODELS: Mapping[str, str] = catalog.View(lambda: {m.name: m.dataset for m in catalog.MODELS.values()})
 
 
 def model_for_dataset(dataset: str) -> str:
-    for model, ds in MODELS.items():
-        if ds == dataset:
-            return model
-    raise KeyError(f"no registered model is trained on dataset {dataset!r}; known: {sorted(MODELS.values())}")
+    return catalog.model_for_dataset(dataset).name
 
 
 def _model_asset(model: str, stage: str) -> ModelAsset:
-    dataset = MODELS[model]
-    return ModelAsset(model=model, dataset=dataset, workload=DATA_ASSETS[dataset].workload, stage=stage)
+    dataset = catalog.model(model).dataset
+    return ModelAsset(model=model, dataset=dataset, workload=catalog.dataset(dataset).workload, stage=stage)
 
 
-CANDIDATE_ASSETS: dict[str, ModelAsset] = {m: _model_asset(m, "candidate") for m in MODELS}
-CHAMPION_ASSETS: dict[str, ModelAsset] = {m: _model_asset(m, "champion") for m in MODELS}
+CANDIDATE_ASSETS: Mapping[str, ModelAsset] = catalog.View(lambda: {m: _model_asset(m, "candidate") for m in catalog.MODELS})
+CHAMPION_ASSETS: Mapping[str, ModelAsset] = catalog.View(lambda: {m: _model_asset(m, "champion") for m in catalog.MODELS})
 
 
 @dataclass(frozen=True)
@@ -96,7 +83,8 @@ class LandingAsset:
 
 
 # datasets whose arrivals are routed from S3 notifications (ticks land on their partition timetable instead)
-LANDING_ASSETS: dict[str, LandingAsset] = {ds: LandingAsset(ds) for ds in ("household_power", "mnist", "cifar10")}
+LANDING_ASSETS: Mapping[str, LandingAsset] = catalog.View(lambda: {
+    d.name: LandingAsset(d.name) for d in catalog.DATASETS.values() if d.arrives_as})
 ARRIVALS_ASSET = "landing_arrivals"
 
 

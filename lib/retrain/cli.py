@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from retrain import environment
+from retrain import catalog, environment
 from retrain.settings import get_settings
 
 
@@ -149,53 +149,104 @@ def cmd_land(args) -> int:
     return 0
 
 
-def cmd_ingest(args) -> int:
-    from retrain.ingest import landing, power
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code :func:`main` gives an error (None: a bug, whose traceback a report needs)."""
+    from retrain.errors import (CandidateError, ConfigError, DataFormatError, DataQualityError, LandingPathError,
+                                RetrainError, SnapshotError, UsageError, is_infrastructure_error)
 
-    if args.dataset != "household_power":
-        print(f"ingest of {args.dataset} is not available yet", file=sys.stderr)
-        return 2
+    if isinstance(exc, (ConfigError, LandingPathError, UsageError, CandidateError)):
+        return EXIT_USAGE  # a setting, name or argument the user must fix
+    if isinstance(exc, (DataQualityError, DataFormatError, SnapshotError)):
+        return EXIT_DATA  # the data is refused: the message says why
+    if isinstance(exc, RetrainError) or is_infrastructure_error(exc):
+        return EXIT_INFRASTRUCTURE  # a service, or a state another try may get past (a run not finished yet)
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line (a quality report's failures joined by ``;``)."""
+    parts = [part.strip().removeprefix("- ") for part in str(exc).splitlines() if part.strip()]
+    return "; ".join(part.removesuffix(":") if i < len(parts) - 1 else part for i, part in enumerate(parts))
+
+
+def cmd_ingest(args) -> int:
+    """Ingest landed arrivals of a dataset with its catalog ingest step (every pending one, or the one named)."""
+    from retrain.ingest import landing
+
+    ingest = catalog.load(catalog.dataset(args.dataset).ingest)
     run_id = args.run_id or f"cli__{datetime.now().strftime('%Y%m%dT%H%M%S')}"
+    names = [args.name] if args.name else landing.pending(args.dataset)
+    if not names:
+        print(f"retrain ingest: nothing landed for {args.dataset} in {landing.landing_folder(args.dataset)}",
+              file=sys.stderr)
     status = 0
-    for name in landing.pending(args.dataset):
+    for name in names:
         try:
-            result = power.ingest_file(name, run_id)
+            result = ingest(args.dataset, name, run_id)
             _print({"file": name, "status": result.status, "event": result.snapshot.event_extra()})
-        except Exception as exc:  # report every file, then fail
-            print(f"{name}: {exc}", file=sys.stderr)
-            status = 1
+        except Exception as exc:  # report every arrival, then fail with the first failure's code
+            code = _exit_code(exc)
+            if code is None:
+                raise
+            print(f"retrain ingest: {name}: {_one_line(exc)}", file=sys.stderr)
+            status = status or code
     return status
 
 
-def cmd_gate(args) -> int:
-    from retrain import snapshots
-    from retrain.workloads import tabular
+def _resolved(args):
+    """(workload, config, data) of the snapshot or window the command names (default: the newest)."""
+    from retrain import workloads
+    from retrain.errors import SnapshotError, UsageError
 
-    snapshot = snapshots.load(args.dataset, args.version)
-    if snapshot is None:
-        print(f"no {args.dataset} snapshot {args.version}", file=sys.stderr)
-        return 2
-    work = get_settings().work("cli", args.dataset, args.version)
-    _print(tabular.gate(snapshot.event_extra(), work))
+    found = workloads.for_dataset(args.dataset)
+    cfg = found.dataset_config(args.dataset)
+    try:
+        return found, cfg, found.resolve(args.dataset, [], cfg, key=args.key, scheduled=False)
+    except SnapshotError as exc:  # nothing committed matches what the command names: exit 2, not "data refused"
+        raise UsageError(str(exc)) from None
+
+
+def _data_key(data) -> str:
+    return str(data.get("version") or data.get("partition") or "-")
+
+
+def cmd_gate(args) -> int:
+    found, cfg, data = _resolved(args)
+    work = get_settings().work("cli", args.dataset, args.key or _data_key(data))
+    _print(found.gate(data, cfg, work))
     return 0
 
 
 def cmd_train(args) -> int:
-    from retrain import snapshots, tracking
-    from retrain.workloads import tabular
+    from retrain import workloads
 
-    snapshot = snapshots.load(args.dataset, args.version)
-    if snapshot is None:
-        print(f"no {args.dataset} snapshot {args.version}", file=sys.stderr)
-        return 2
+    _, cfg, data = _resolved(args)
     run_id = f"cli__{datetime.now().strftime('%Y%m%dT%H%M%S')}"
-    event = snapshot.event_extra()
     work = get_settings().training_work("cli", run_id, args.dataset)
-    gate = tabular.gate(event, work)
-    tabular.prepare(event, work)
-    tabular.train(args.dataset, work)
-    tabular.evaluate(args.dataset, work)
-    _print(tabular.log_candidate(tracking.Lineage(dag_id="cli", run_id=run_id, data=event, quality=gate), work))
+    _print(workloads.train_candidate(args.dataset, data, cfg, work, coordinates={"dag_id": "cli", "run_id": run_id}))
+    return 0
+
+
+def cmd_promote(args) -> int:
+    """Judge a candidate against the champion as ``promote_models`` does (register and alias when it wins)."""
+    from types import SimpleNamespace
+
+    from retrain import stack
+    from retrain.workloads import promote
+
+    event = promote.candidate_event(args.model, args.run_id)
+    run_id = f"cli__{datetime.now().strftime('%Y%m%dT%H%M%S')}"
+    decision = promote.judge(event, {"dag_id": "cli", "run_id": run_id})
+    _print({k: decision.get(k) for k in ("model", "candidate_run_id", "outcome", "version", "compared_champion",
+                                         "previous_champion", "champion_model_uri", "reasons")})
+    if decision.get("champion_event"):
+        move = SimpleNamespace(champion=decision["version"], previous_champion=decision.get("previous_champion"),
+                               entry={"action": "promote", "by": "cli", "reason": "; ".join(decision["reasons"])})
+        try:
+            stack.emit_champion_event(args.model, move)
+            print(f"{args.model}.champion event emitted", file=sys.stderr)
+        except stack.StackDown as exc:
+            print(f"warning: {args.model}.champion event not emitted: {exc}", file=sys.stderr)
     return 0
 
 
@@ -278,7 +329,6 @@ def cmd_decision(args) -> int:
 
 def cmd_backfill(args) -> int:
     from retrain import stack
-    from retrain.errors import RetrainError, UsageError
 
     try:
         result = stack.backfill_ticks(args.start, args.end, max_active_runs=args.max_active_runs,
@@ -286,9 +336,7 @@ def cmd_backfill(args) -> int:
     except stack.BackfillRefused as exc:
         print(f"retrain backfill: refused: {exc}", file=sys.stderr)
         return 3
-    except UsageError:
-        raise  # exit 2, one line (main)
-    except (RetrainError, TimeoutError) as exc:
+    except TimeoutError as exc:  # Airflow did not complete it in time: its runs go on
         print(f"retrain backfill: {exc}", file=sys.stderr)
         return 1
     failed = result["states"].get("failed", 0)
@@ -394,25 +442,33 @@ def build_parser() -> argparse.ArgumentParser:
         k.set_defaults(func=cmd_sample_data)
 
     p = sub.add_parser("land", help="copy a file into the landing zone atomically")
-    p.add_argument("dataset", choices=["household_power", "mnist", "cifar10", "ticks"])
+    p.add_argument("dataset", choices=list(catalog.DATASETS))
     p.add_argument("path", type=Path)
     p.add_argument("--name", help="plain file name in the landing zone, no path, not hidden (default: the source's)")
     p.set_defaults(func=cmd_land)
 
-    p = sub.add_parser("ingest", help="ingest every landed file of a dataset (no scheduler)")
-    p.add_argument("dataset", choices=["household_power"])
+    datasets = list(catalog.DATASETS)
+    p = sub.add_parser("ingest", help="ingest landed arrivals of a dataset (every pending one, or NAME; no scheduler)")
+    p.add_argument("dataset", choices=datasets)
+    p.add_argument("name", nargs="?", help="one landed file, drop folder or partition (YYYY-MM-DD); default: all")
     p.add_argument("--run-id")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("gate", help="run the quality gate on a snapshot (no scheduler)")
-    p.add_argument("dataset", choices=["household_power"])
-    p.add_argument("version")
+    key_help = "snapshot VERSION, or for a partitioned dataset (ticks) the window's last PARTITION; default: newest"
+    p = sub.add_parser("gate", help="run the quality gate on a snapshot or window (no scheduler)")
+    p.add_argument("dataset", choices=datasets)
+    p.add_argument("key", nargs="?", metavar="VERSION|PARTITION", help=key_help)
     p.set_defaults(func=cmd_gate)
 
-    p = sub.add_parser("train", help="gate, train, evaluate and log a candidate for a snapshot (no scheduler)")
-    p.add_argument("dataset", choices=["household_power"])
-    p.add_argument("version")
+    p = sub.add_parser("train", help="gate, prepare, train, evaluate and log a candidate (no scheduler)")
+    p.add_argument("dataset", choices=datasets)
+    p.add_argument("key", nargs="?", metavar="VERSION|PARTITION", help=key_help)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("promote", help="judge a candidate against the champion; register and alias it when it wins")
+    p.add_argument("model", choices=list(catalog.MODELS))
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the candidate's MLflow run (default: the newest)")
+    p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("backfill", help="rebuild a range of tick partitions on the running stack")
     p.add_argument("dataset", choices=["ticks"])
@@ -461,28 +517,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from retrain.errors import is_infrastructure_error
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from retrain.errors import (ConfigError, DataFormatError, DataQualityError, LandingPathError, SnapshotError,
-                                UsageError, is_infrastructure_error)
-
     started = time.perf_counter()
     try:
         environment.apply()
         return args.func(args)
-    except (ConfigError, LandingPathError, UsageError) as exc:  # a setting, name or argument the user must fix
-        print(f"retrain {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (DataQualityError, DataFormatError, SnapshotError) as exc:  # the data is refused: the message says why
-        print(f"retrain {args.command}: data refused: {exc}", file=sys.stderr)
-        return EXIT_DATA
     except Exception as exc:
-        if not is_infrastructure_error(exc):
+        code = _exit_code(exc)
+        if code is None:
             raise  # a bug: its traceback is what a report needs
-        print(f"retrain {args.command}: a service is unreachable or failed ({type(exc).__name__}: "
-              f"{str(exc).splitlines()[0] if str(exc) else exc!r}); try again once it is back", file=sys.stderr)
-        return EXIT_INFRASTRUCTURE
+        if code == EXIT_USAGE:  # a setting, name or argument the user must fix
+            print(f"retrain {args.command}: {_one_line(exc)}", file=sys.stderr)
+        elif code == EXIT_DATA:  # the data is refused: the message says why (and where the quality report is)
+            print(f"retrain {args.command}: data refused: {_one_line(exc)}", file=sys.stderr)
+        elif not is_infrastructure_error(exc):  # raised on purpose: its message says what to wait for
+            print(f"retrain {args.command}: {_one_line(exc)}", file=sys.stderr)
+        else:
+            print(f"retrain {args.command}: a service is unreachable or failed ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}); try again once it is back", file=sys.stderr)
+        return code
     finally:
         if args.verbose:
             print(f"({time.perf_counter() - started:.1f}s)", file=sys.stderr)

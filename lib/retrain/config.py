@@ -441,6 +441,14 @@ def param_bounds(model: type[BaseModel], field: str) -> dict[str, Any]:
     return {key: schema[key] for key in _SCHEMA_BOUNDS if key in schema}
 
 
+def _catalog_model(workload: str) -> type[WorkloadConfig] | None:
+    """The config model a catalog workload names (``config_model``), for workloads this module does not know."""
+    from retrain import catalog
+
+    entry = catalog.WORKLOADS.get(workload)
+    return catalog.load(entry.config_model) if entry is not None and entry.config_model else None
+
+
 def register(workload: str, model: type[WorkloadConfig]) -> None:
     _MODELS[workload] = model
 
@@ -461,7 +469,7 @@ def load(workload: str) -> WorkloadConfig:
         raise ConfigError(f"{path}: no configuration for workload {workload!r}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    model = _MODELS.get(workload, WorkloadConfig)
+    model = _MODELS.get(workload) or _catalog_model(workload) or WorkloadConfig
     try:
         config = model.model_validate(raw or {})
     except ValidationError as exc:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from retrain import promotion, samples, stack, storage
+from retrain import catalog, promotion, samples, stack, storage
 from retrain.settings import get_settings
 
 # demo density: the whole chain settles in a few minutes on 2 cores
@@ -45,12 +45,9 @@ CIFAR10 = {"n_per_batch": 900, "n_batches": 2, "n_test": 2700}
 TICKS_PER_DAY = 40_000
 TICK_DAYS = 3
 
-MODELS = {  # model -> (dataset, training DAG, promotion DAG)
-    "household_power_lgbm": ("household_power", "tabular_ml_training", "promote_models"),
-    "mnist_cnn": ("mnist", "image_dl_training", "promote_models"),
-    "cifar10_cnn": ("cifar10", "image_dl_training", "promote_models"),
-    "ticks_direction_lgbm": ("ticks", "time_series_training", "promote_partitioned_models"),
-}
+# model -> (dataset, training DAG, promotion DAG), from the catalog
+MODELS = {m.name: (m.dataset, catalog.workload_entry(catalog.dataset(m.dataset).workload).training_dag,
+                   catalog.promotion_dag(m.name)) for m in catalog.MODELS.values()}
 FINAL = ("success", "failed")
 
 

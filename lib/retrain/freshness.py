@@ -511,6 +511,8 @@ def unjudged_candidates(*, now: datetime | None = None, older_than_s: float | No
     (``freshness__promote__<run id>``) makes the reconcile ask once.
     """
     from retrain import assets, storage, tracking
+    from retrain.errors import CandidateError
+    from retrain.events import CandidateEvent
 
     now = now or datetime.now(timezone.utc)
     older_than_s = policy().bound_seconds if older_than_s is None else older_than_s
@@ -533,8 +535,12 @@ def unjudged_candidates(*, now: datetime | None = None, older_than_s: float | No
             continue
         if tags.get("retrain.trigger") == "adhoc" and tags.get("retrain.adhoc.published") != "true":
             continue
-        event = json.loads(tags["retrain.candidate_event"])
-        model = event.get("model")
+        try:
+            event = CandidateEvent.read(json.loads(tags["retrain.candidate_event"]), f"run {run.info.run_id}'s")
+        except CandidateError as exc:  # never judgeable: promotion would fail at once; say why and go on
+            log.warning("reconcile: %s", exc)
+            continue
+        model = event.model
         if model not in assets.MODELS or storage.exists(_entry_location(CANDIDATES, run.info.run_id)):
             continue  # asked once already: that promotion run decides, or fails with its reason
         dag_id = "promote_partitioned_models" if assets.DATA_ASSETS[assets.MODELS[model]].partitioned else "promote_models"

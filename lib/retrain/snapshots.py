@@ -78,18 +78,13 @@ class Snapshot:
         return [f["path"] for f in self.manifest["files"]]
 
     def event_extra(self) -> dict:
-        """The asset-event extra of the design's contract 2."""
-        return {
-            "schema": EVENT_SCHEMA_VERSION,
-            "dataset": self.dataset,
-            "uri": get_settings().uri(self.location),
-            "version": self.version,
-            "sha256": self.sha256,
-            "rows": self.rows,
-            "partition": self.partition,
-            "source_files": [s["name"] for s in self.manifest.get("source_files", [])],
-            **self._growth(),
-        }
+        """The asset-event extra of the design's contract 2 (a :class:`retrain.events.DataEvent`)."""
+        from retrain.events import DataEvent
+
+        return DataEvent(dataset=self.dataset, uri=get_settings().uri(self.location), version=self.version,
+                         sha256=self.sha256, rows=self.rows, partition=self.partition,
+                         source_files=[s["name"] for s in self.manifest.get("source_files", [])],
+                         **self._growth()).extra()
 
     def _growth(self) -> dict:
         """For a growing series: what the arrival added and what the snapshot holds (the full lists of

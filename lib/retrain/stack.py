@@ -721,7 +721,9 @@ def emit_champion_event(model: str, move) -> dict:
     asset = next((a for a in found if a["name"] == name), None)
     if asset is None:
         raise StackDown(f"Airflow knows no asset {name!r} yet (no champion event was ever emitted for it)")
-    extra = {"model": model, "version": move.champion, "model_uri": f"models:/{model}/{move.champion}",
-             "previous_champion": move.previous_champion, "action": move.entry.get("action"),
-             "by": move.entry.get("by"), "reason": move.entry.get("reason")}
+    from retrain.events import ChampionEvent
+
+    extra = ChampionEvent.of(model, move.champion, previous_champion=move.previous_champion,
+                             action=move.entry.get("action"), by=move.entry.get("by"),
+                             reason=move.entry.get("reason")).extra()
     return api.request("POST", "assets/events", {"asset_id": asset["id"], "extra": extra})

@@ -219,25 +219,25 @@ def publish_candidate(*, model_name: str, dataset: str, result: Mapping[str, Any
     """The candidate event's extra, also recorded on the run (``retrain.candidate_event``) so a promotion can be
     replayed from the run alone."""
     extra = candidate_event_extra(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
-                                  primary_metric=primary_metric)
-    extra["data"] |= dict(data_extra or {})
+                                  primary_metric=primary_metric, data_extra=data_extra)
     client().set_tag(result["run_id"], "retrain.candidate_event", json.dumps(extra))
     return extra
 
 
 def candidate_event_extra(*, model_name: str, dataset: str, result: Mapping[str, Any], lineage: Lineage,
-                          primary_metric: str) -> dict:
-    """The candidate-model asset event's extra (design contract 2)."""
+                          primary_metric: str, data_extra: Mapping[str, Any] | None = None) -> dict:
+    """The candidate-model asset event's extra (design contract 2): a :class:`retrain.events.CandidateEvent`."""
+    from retrain.events import CandidateEvent
+
     data = lineage.data
-    return {
-        "schema": 1,
-        "model": model_name,
-        "dataset": dataset,
-        "run_id": result["run_id"],
-        "experiment_id": result["experiment_id"],
-        "model_uri": result["model_uri"],
-        "metrics": {k: float(v) for k, v in result["metrics"].items()},
-        "primary_metric": primary_metric,
-        "data": {k: data.get(k) for k in ("uri", "version", "sha256", "rows", "partition")},
-        "quality_verdict": lineage.quality.get("verdict", "unknown"),
-    }
+    return CandidateEvent(
+        model=model_name,
+        dataset=dataset,
+        run_id=result["run_id"],
+        experiment_id=result["experiment_id"],
+        model_uri=result["model_uri"],
+        metrics={k: float(v) for k, v in result["metrics"].items()},
+        primary_metric=primary_metric,
+        data={k: data.get(k) for k in ("uri", "version", "sha256", "rows", "partition")} | dict(data_extra or {}),
+        quality_verdict=lineage.quality.get("verdict", "unknown"),
+    ).extra()

@@ -40,10 +40,15 @@ def test_a_missing_candidate_run_fails_at_once():
 
     from retrain.workloads import promote
 
-    event = {"model": "household_power_lgbm", "run_id": "0" * 32, "model_uri": "runs:/x/model", "data": {}}
+    event = {"schema": 1, "model": "household_power_lgbm", "dataset": "household_power", "run_id": "0" * 32,
+             "experiment_id": "1", "model_uri": "runs:/x/model", "metrics": {}, "primary_metric": "test_rmse",
+             "data": {}, "quality_verdict": "passed"}
     judge = failures.permanent_errors_fail_fast(promote.judge)
     with pytest.raises(AirflowFailException, match=f"CandidateError: .*MLflow run '{'0' * 32}', which does not exist"):
         judge(event, {"dag_id": "promote_models", "run_id": "test"})
+    with pytest.raises(AirflowFailException, match="CandidateError: the judged candidate event extra must be a "
+                                                  "schema-1 CandidateEvent .*model_uri: Field required"):
+        judge({k: v for k, v in event.items() if k != "model_uri"}, {"dag_id": "promote_models", "run_id": "test"})
 
 
 def test_a_run_that_failed_is_permanent_and_a_running_one_is_retried():

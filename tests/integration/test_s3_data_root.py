@@ -141,10 +141,11 @@ def test_power_file_lands_is_snapshotted_archived_gated_and_trained_on_s3(s3_env
     snapshot = snapshots.from_uri(extra["uri"])
     snapshots.verify(snapshot, extra["sha256"])
     work = get_settings().training_work("tabular_ml_training", "manual__s3", "household_power")
-    assert tabular.gate(extra, work)["verdict"] == "passed"
-    tabular.prepare(extra, work)
-    tabular.train("household_power", work)
-    metrics = tabular.evaluate("household_power", work)
+    cfg = tabular.dataset_config("household_power")
+    assert tabular.gate(extra, cfg, work)["verdict"] == "passed"
+    tabular.prepare(extra, cfg, work)
+    tabular.train(extra, cfg, work)
+    metrics = tabular.evaluate(extra, cfg, work)
     assert metrics["test_rmse"] < metrics["baseline_seasonal_naive_rmse"]
     assert {"quality/quality_report.md", "train.parquet", "model.txt", "evaluate.json"} <= {
         k.split("/household_power/", 1)[1] for k in _keys(s3_env, "work/train/")}

@@ -99,7 +99,6 @@ def test_mnist_trains_evaluates_and_logs_through_the_s3_work_folder(s3_images, m
     import mlflow
     import torch
 
-    from retrain import tracking
     from retrain.workloads import images
 
     services = s3_images
@@ -108,21 +107,21 @@ def test_mnist_trains_evaluates_and_logs_through_the_s3_work_folder(s3_images, m
     assert work.startswith(f"s3://{services.bucket}/")
 
     with fresh_worker(tmp_path, "gate"):
-        verdict = images.gate(mnist_event, work)
+        verdict = images.gate(mnist_event, images.dataset_config("mnist"), work)
     assert verdict["verdict"] == "passed"
     with fresh_worker(tmp_path, "train"):
-        trained = images.train(mnist_event, work, _overrides(epochs=1, device="cpu"))
+        trained = images.train(mnist_event, images.dataset_config("mnist", _overrides(epochs=1, device="cpu")), work)
     assert trained["epochs_run"] == 1 and trained["train_samples"] + trained["val_samples"] == TRAIN
     with fresh_worker(tmp_path, "evaluate"):
-        metrics = images.evaluate(mnist_event, work)
+        metrics = images.evaluate(mnist_event, images.dataset_config("mnist"), work)
     assert metrics["test_examples"] == TEST and 0.0 <= metrics["test_accuracy"] <= 1.0
     assert {"quality/quality_report.json", "quality/quality_report.md", "checkpoints/last.pt", "model.pt",
             "train.json", "evaluate.json", "confusion_matrix.png"} <= _work_files(services, work)
 
     with fresh_worker(tmp_path, "log_candidate"):
-        lineage = tracking.Lineage(dag_id=DAG_ID, run_id=run_id, task_id="pipeline.log_candidate",
-                                   data=mnist_event, quality=verdict)
-        extra = images.log_candidate(lineage, work)
+        extra = images.log_candidate(mnist_event, images.dataset_config("mnist"), work,
+                                     coordinates={"dag_id": DAG_ID, "run_id": run_id,
+                                                  "task_id": "pipeline.log_candidate"}, quality=verdict)
     assert extra["model"] == "mnist_cnn" and extra["data"]["uri"] == mnist_event["uri"]
     assert extra["metrics"]["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
 
@@ -159,17 +158,17 @@ def test_a_retried_train_task_resumes_from_the_checkpoint_on_s3(s3_images, mnist
 
     monkeypatch.setattr(loop, "_save_checkpoint", save_then_lose_the_worker)
     with fresh_worker(tmp_path, "train-try-1"), pytest.raises(ConnectionError):
-        images.train(mnist_event, work, _overrides(epochs=2, device="cpu"))
+        images.train(mnist_event, images.dataset_config("mnist", _overrides(epochs=2, device="cpu")), work)
     monkeypatch.setattr(loop, "_save_checkpoint", real_save)
     assert _work_files(s3_images, work) == {"checkpoints/last.pt"}
 
     with fresh_worker(tmp_path, "train-try-2"), caplog.at_level(logging.INFO, logger=loop.__name__):
-        resumed = images.train(mnist_event, work, _overrides(epochs=2, device="cpu"))
+        resumed = images.train(mnist_event, images.dataset_config("mnist", _overrides(epochs=2, device="cpu")), work)
     assert resumed["epochs_run"] == 2
     assert f"resuming from {storage.join(work, 'checkpoints', 'last.pt')} after epoch 1" in caplog.text
 
     straight_work = get_settings().training_work(DAG_ID, "manual__straight", "mnist")
     with fresh_worker(tmp_path, "train-straight"):
-        images.train(mnist_event, straight_work, _overrides(epochs=2, device="cpu"))
+        images.train(mnist_event, images.dataset_config("mnist", _overrides(epochs=2, device="cpu")), straight_work)
     a, b = _weights(storage.join(work, "model.pt")), _weights(storage.join(straight_work, "model.pt"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -54,8 +54,9 @@ def _candidate(world, sigma: float, seed: int, role: str = "candidate") -> dict:
         mlflow.log_artifact(str(folder / "test_features.parquet"), "evaluation")
         mlflow.log_artifact(str(folder / "test_predictions.parquet"), "evaluation")
         mlflow.set_tags({"quality.verdict": "passed", "retrain.role": role, "retrain.model_name": MODEL})
-    return {"model": MODEL, "run_id": run.info.run_id, "model_uri": info.model_uri, "data": world["data"],
-            "metrics": {}}
+    return {"schema": 1, "model": MODEL, "dataset": "household_power", "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id, "model_uri": info.model_uri, "data": world["data"],
+            "metrics": {}, "primary_metric": "test_rmse", "quality_verdict": "passed"}
 
 
 def _judge(event: dict) -> dict:

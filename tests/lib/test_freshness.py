@@ -242,8 +242,11 @@ def test_a_candidate_no_promotion_judged_gets_one_promotion_run(retrain_home):
 
     def candidate(**tags) -> str:
         with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
-            mlflow.set_tags({"retrain.candidate_event": json.dumps({"model": "household_power_lgbm",
-                                                                    "run_id": run.info.run_id}), **tags})
+            event = {"schema": 1, "model": "household_power_lgbm", "dataset": "household_power",
+                     "run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                     "model_uri": f"runs:/{run.info.run_id}/model", "metrics": {}, "primary_metric": "test_rmse",
+                     "data": {}, "quality_verdict": "passed"}
+            mlflow.set_tags({"retrain.candidate_event": json.dumps(event), **tags})
         return run.info.run_id
 
     unjudged = candidate()

@@ -364,9 +364,10 @@ def test_the_workload_trains_and_evaluates_a_two_drop_snapshot(home, tmp_path):
     snap = ingest.ingest_drop("mnist", _land(tmp_path, "two", _train_only(200, seed=2, offset=300)), "run2").snapshot
     event = snap.event_extra()
     work = str(tmp_path / "work")
-    summary = workload.gate(event, work)
+    cfg = workload.dataset_config("mnist", {"epochs": 1, "device": "cpu", "batch_size": 32})
+    summary = workload.gate(event, cfg, work)
     assert summary
-    trained = workload.train(event, work, {"epochs": 1, "device": "cpu", "batch_size": 32})
+    trained = workload.train(event, cfg, work)
     assert trained["train_samples"] + trained["val_samples"] == 500 and trained["epochs_run"] == 1
-    metrics = workload.evaluate(event, work)
+    metrics = workload.evaluate(event, cfg, work)
     assert metrics["test_examples"] == 100 and 0.0 <= metrics["test_accuracy"] <= 1.0

@@ -66,7 +66,7 @@ def test_monthly_increments_accumulate_and_train_once_the_window_is_long_enough(
     feb = _increment(tmp_path, "2007-02.txt", FEB, 28)
     assert feb.status == "ingested"
     with pytest.raises(DataQualityError) as info:
-        workload.gate(_event(feb.snapshot), str(tmp_path / "gate-1"))
+        workload.gate(_event(feb.snapshot), workload.dataset_config(DATASET), str(tmp_path / "gate-1"))
     failure = info.value.failures[0]
     assert failure["expectation"] == "training_window"
     assert "at least 38 days" in failure["rule"] and "28.0 days" in failure["observed"], failure
@@ -89,9 +89,10 @@ def test_monthly_increments_accumulate_and_train_once_the_window_is_long_enough(
     # earlier snapshots still read exactly what they held
     assert _table(mar.snapshot).num_rows == 58 * 1440
 
-    summary = workload.gate(_event(mar.snapshot), str(tmp_path / "gate-2"))
+    summary = workload.gate(_event(mar.snapshot), workload.dataset_config(DATASET), str(tmp_path / "gate-2"))
     assert summary["verdict"] == "passed" and summary["window_days_of_readings"] >= 57
-    prepared = workload.prepare(_event(apr.snapshot) | {"dataset": DATASET}, str(tmp_path / "work"))
+    prepared = workload.prepare(_event(apr.snapshot) | {"dataset": DATASET}, workload.dataset_config(DATASET),
+                                str(tmp_path / "work"))
     assert prepared["window"]["readings"] == 89 * 1440
     assert prepared["split"]["test"]["end"].startswith("2007-04-30")
 
@@ -187,7 +188,7 @@ def test_the_training_window_reads_only_the_shards_it_needs(retrain_home, tmp_pa
     real = storage.local_path
     monkeypatch.setattr(storage, "local_path", lambda location: opened.append(location) or real(location))
     work = tmp_path / "work"
-    prepared = workload.prepare(_event(snap) | {"dataset": DATASET}, str(work))
+    prepared = workload.prepare(_event(snap) | {"dataset": DATASET}, workload.dataset_config(DATASET), str(work))
     assert prepared["window"]["readings"] == 40 * 1440
     assert prepared["window"]["start"] == "2007-03-22 00:00:00"  # 40 days before the end of April
     assert sorted(Path(o).parent.name for o in opened) == ["month=2007-03", "month=2007-04"]

@@ -14,10 +14,12 @@ from retrain.airflow.runs import run_coordinates
 
 def champion_event_extra(decision: Mapping[str, Any], **extra: Any) -> dict:
     """The extra of the ``<model>.champion`` event of one alias move."""
-    model, version = decision["model"], decision["version"]
-    return {"model": model, "version": version, "model_uri": f"models:/{model}/{version}",
-            "run_id": decision.get("candidate_run_id") or decision.get("run_id"),
-            "previous_champion": decision.get("previous_champion"), "metrics": decision.get("metrics", {}), **extra}
+    from retrain.events import ChampionEvent
+
+    return ChampionEvent.of(decision["model"], decision["version"],
+                            run_id=decision.get("candidate_run_id") or decision.get("run_id"),
+                            previous_champion=decision.get("previous_champion"),
+                            metrics=decision.get("metrics", {}), **extra).extra()
 
 
 def emit_champion_event(outlet_events, decision: Mapping[str, Any], **extra: Any) -> None:

@@ -124,9 +124,10 @@ def candidate_events(context: Mapping[str, Any], candidates: list[Asset] | None 
     params = context.get("params") or {}
     if params.get("candidate_run_id"):
         from retrain import tracking
+        from retrain.events import CandidateEvent
 
         run = tracking.client().get_run(params["candidate_run_id"])
-        return [json.loads(run.data.tags["retrain.candidate_event"])]
+        return [CandidateEvent.read(json.loads(run.data.tags["retrain.candidate_event"])).extra()]
     inlet_events = context.get("inlet_events")
     latest = []
     for asset in candidates:

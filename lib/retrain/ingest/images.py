@@ -150,6 +150,11 @@ def _check_shape(drop: str, latest: snapshots.Snapshot | None, splits: dict) -> 
                                 f"{'snapshot ' + latest.version if latest else 'the training split'}'s {expected}")
 
 
+def ingest(dataset: str, name: str, run_id: str) -> IngestResult:
+    """The catalog's ingest step (``(dataset, landed name, run id)``): :func:`ingest_drop`."""
+    return ingest_drop(dataset, name, run_id)
+
+
 def ingest_drop(dataset: str, drop: str, run_id: str) -> IngestResult:
     """Claim, check and snapshot one landed drop folder. Bad drops are quarantined and the error re-raised."""
     if dataset not in DATASETS:

@@ -173,6 +173,11 @@ def _merge_month(old: pa.Table | None, new: pa.Table) -> _MonthMerge:
 
 # --- ingest -------------------------------------------------------------------------------------------------
 
+def ingest(dataset: str, name: str, run_id: str) -> IngestResult:
+    """The catalog's ingest step (``(dataset, landed name, run id)``): :func:`ingest_file`."""
+    return ingest_file(name, run_id)
+
+
 def ingest_file(file_name: str, run_id: str) -> IngestResult:
     """Claim, parse and merge one landed power file into the series. Bad files are quarantined and the error
     re-raised; nothing of them reaches the series."""

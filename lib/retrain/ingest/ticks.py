@@ -51,6 +51,12 @@ def partitions() -> list[str]:
     return sorted(k for k in keys if snapshots.current_version(DATASET, k) is not None)
 
 
+def ingest(dataset: str, name: str, run_id: str) -> IngestResult:
+    """The catalog's ingest step (``(dataset, landed name, run id)``): :func:`ingest_partition`; the name is a
+    landed folder ``date=YYYY-MM-DD`` or the partition itself."""
+    return ingest_partition(name.removeprefix("date="), run_id)
+
+
 def ingest_partition(partition: str, run_id: str) -> IngestResult:
     """Normalise and commit one partition from its landed files as a new version; quarantine them if they
     are malformed. Landed content that is already the current version is a duplicate (no event); content

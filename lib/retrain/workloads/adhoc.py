@@ -6,9 +6,9 @@ YAML block with the run's ``overrides`` applied and validated by the workload's 
 resources and whether the candidate is published. Every later step reads only the plan, so a retried task
 trains exactly what the first try did.
 
-The image steps take loop overrides themselves. The tabular and tick steps of :mod:`retrain.workloads` read
-the YAML config by dataset name, so here they are composed from the same pure training functions
-(:mod:`retrain.training`) and the workloads' own MLflow logging bodies, called with the effective config.
+The steps are the dataset's workload's own (:mod:`retrain.workloads` registry: resolve, gate, prepare, train,
+evaluate, log_candidate), called with the effective config; only the plan, the ad-hoc tags and the
+description are this module's.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from retrain import assets, config
-from retrain.errors import ConfigError, SnapshotError
+from retrain import assets, catalog, config, workloads
+from retrain.errors import ConfigError
 
 DAG_ID = "adhoc_training"
 # workload kind (the DAG's ``kind`` param) -> the workload whose config, library code and experiments it uses
-KINDS = {"tabular": "tabular_ml_training", "image": "image_dl_training", "timeseries": "time_series_training"}
-DATASETS = tuple(assets.DATA_ASSETS)
+KINDS = {w.kind: w.name for w in catalog.WORKLOADS.values()}
+DATASETS = tuple(catalog.DATASETS)
 # resource profile -> Airflow pool and queue of the train and evaluate tasks
 RESOURCES = {"cpu": {"pool": "cpu", "queue": "default"}, "gpu": {"pool": "gpu", "queue": "gpu"}}
-DEFAULT_RESOURCES = {"tabular": "cpu", "image": "gpu", "timeseries": "cpu"}
+DEFAULT_RESOURCES = {w.kind: w.resources for w in catalog.WORKLOADS.values()}
 # the registered model is fixed per dataset: names, the candidate asset and promotion hang on it
 FIXED_KEYS = ("model",)
 # image runs: only the loop's hyperparameters reach the shared training step
@@ -67,15 +67,16 @@ def plan(params: Mapping[str, Any]) -> dict:
     result = {"kind": kind, "workload": KINDS[kind], "dataset": dataset, "model": cfg.model,
               "overrides": _paths(_expand(overrides)), "config": cfg.model_dump(mode="json"),
               "resources": resources, "publish": publish}
+    found = workloads.for_dataset(dataset)
     if assets.DATA_ASSETS[dataset].partitioned:
         if params.get("version"):
             raise ConfigError(f"{DAG_ID}: {dataset} is partitioned: name the window's last partition with "
                               f"'partition', not version = {params['version']!r}")
-        return result | {"window": _window(dataset, params.get("partition"), cfg)}
+        return result | {"window": found.resolve(dataset, [], cfg, key=params.get("partition"), scheduled=False)}
     if params.get("partition"):
         raise ConfigError(f"{DAG_ID}: {dataset} is not partitioned: name a snapshot with 'version', not "
                           f"partition = {params['partition']!r}")
-    return result | {"event": _snapshot(dataset, params.get("version")).event_extra()}
+    return result | {"event": found.resolve(dataset, [], cfg, key=params.get("version"), scheduled=False)}
 
 
 def effective_config(kind: str, dataset: str, overrides: Mapping[str, Any]) -> BaseModel:
@@ -155,154 +156,54 @@ def _problem(model: type[BaseModel], error: Mapping[str, Any], tree: Mapping[str
     return f"{shown}: {error['msg']}"
 
 
-def committed(dataset: str) -> list:
-    """Committed snapshots of a non-partitioned dataset, oldest first (sequence, then commit time)."""
-    from retrain import snapshots
-
-    return snapshots.committed(dataset)
-
-
-def _commit_order(snapshot) -> tuple:
-    return snapshot.manifest.get("sequence", 0), snapshot.manifest.get("created_at", ""), snapshot.version
-
-
-def _snapshot(dataset: str, version: str | None):
-    from retrain import snapshots
-
-    if version:
-        snapshot = snapshots.load(dataset, str(version))
-        if snapshot is None:
-            raise SnapshotError(f"{dataset}: no committed snapshot with version {version!r} "
-                                f"(newest: {[s.version for s in committed(dataset)[-3:]]})")
-        return snapshot
-    head = snapshots.head(dataset)  # a growing dataset's newest snapshot holds everything before it
-    if head is not None:
-        return head
-    available = committed(dataset)
-    if not available:
-        raise SnapshotError(f"{dataset}: no committed snapshot to train on")
-    # commit times have one-second resolution: never guess between snapshots committed in the same second
-    tied = [s.version for s in available if _commit_order(s)[:2] == _commit_order(available[-1])[:2]]
-    if len(tied) > 1:
-        raise SnapshotError(f"{dataset}: the newest snapshot is ambiguous ({tied} were committed at "
-                            f"{available[-1].manifest.get('created_at')}): name one with 'version'")
-    return available[-1]
-
-
-def _window(dataset: str, partition: str | None, cfg) -> dict:
-    """The K committed partitions up to ``partition`` (default: the newest). Unlike scheduled runs, an ad-hoc
-    run may train an older window: the backfill policy guards automatic training, and promotion still
-    refuses windows older than the champion's."""
-    from retrain import snapshots
-    from retrain.ingest import ticks as ingest_ticks
-    from retrain.training import ticks
-
-    available = ingest_ticks.partitions()
-    if not available:
-        raise SnapshotError(f"{dataset}: no committed partition to train on")
-    end = partition or available[-1]
-    if end not in available:
-        raise SnapshotError(f"{dataset}: partition {end!r} has no committed snapshot (newest: {available[-3:]})")
-    window = ticks.window(available, end, cfg)
-    if len(window) < cfg.window_partitions:
-        raise SnapshotError(f"{dataset}: window_partitions = {cfg.window_partitions} needs that many committed "
-                            f"partitions up to {end} (observed {len(window)}: {window})")
-    from retrain.workloads import timeseries
-
-    snaps = [snapshots.load(dataset, "", p) for p in window]  # each partition's current version, read once
-    return {"partition": end, "train": True, "window": window, "versions": timeseries.window_versions(snaps),
-            "events": [s.event_extra() for s in snaps]}
-
-
 def _config(plan: Mapping[str, Any]):
     base = config.dataset_settings(plan["workload"], plan["dataset"])
     return type(base).model_validate(plan["config"])
 
 
+def _data(plan: Mapping[str, Any]) -> dict:
+    """What the plan resolved: the window (partitioned datasets) or the snapshot's event."""
+    return plan.get("window") or plan["event"]
+
+
 # ---------------------------------------------------------------------------------------------------------
-# the steps: the scheduled workloads' library code, on what the plan names
+# the steps: the scheduled workloads' steps (through the registry), on what the plan names, with its config
 
 
 def gate(plan: Mapping[str, Any], work: str) -> dict:
     """The workload's quality gate on the planned data (DataQualityError, no retry, when it fails)."""
-    from retrain.workloads import images, tabular, timeseries
-
-    if plan["kind"] == "timeseries":
-        return timeseries.gate(plan["window"], work)
-    if plan["kind"] == "tabular":  # the training window and its minimum follow the run's overrides
-        return tabular.gate(plan["event"], work, _config(plan))
-    return images.gate(plan["event"], work)
+    return workloads.for_dataset(plan["dataset"]).gate(_data(plan), _config(plan), work)
 
 
 def train(plan: Mapping[str, Any], work: str) -> dict:
     """Prepare the planned data and train the workload's model with the effective config."""
-    from retrain import snapshots
-
-    cfg = _config(plan)
-    if plan["kind"] == "image":
-        from retrain.workloads import images
-
-        return images.train(plan["event"], work, cfg.loop.model_dump())
-    if plan["kind"] == "tabular":
-        from retrain.training import tabular
-
-        tabular.prepare(snapshots.from_uri(plan["event"]["uri"]), cfg, work)
-        return tabular.train(cfg, work)
-    from retrain.workloads import timeseries
-
-    timeseries.features(plan["window"], work, cfg)
-    return timeseries.train(work, cfg)
+    found, cfg = workloads.for_dataset(plan["dataset"]), _config(plan)
+    found.prepare(_data(plan), cfg, work)
+    return found.train(_data(plan), cfg, work)
 
 
 def evaluate(plan: Mapping[str, Any], work: str) -> dict:
     """The workload's test metrics beside its baselines."""
-    if plan["kind"] == "image":
-        from retrain.workloads import images
-
-        return images.evaluate(plan["event"], work)
-    if plan["kind"] == "tabular":
-        from retrain.training import tabular
-
-        return tabular.evaluate(_config(plan), work)
-    from retrain.workloads import timeseries
-
-    return timeseries.evaluate(work)
+    return workloads.for_dataset(plan["dataset"]).evaluate(_data(plan), _config(plan), work)
 
 
 def lineage_data(plan: Mapping[str, Any]) -> dict:
-    """The data a candidate's lineage names: the snapshot's event, or the window's last one with its partitions."""
-    if plan["kind"] == "timeseries":
-        window = plan["window"]
-        return window["events"][-1] | {"partitions": window["window"], "versions": window.get("versions", [])}
-    return dict(plan["event"])
+    """The data a candidate's lineage names (the workload's own lineage of the planned data)."""
+    return workloads.for_dataset(plan["dataset"]).lineage_data(_data(plan))
 
 
 def log_candidate(plan: Mapping[str, Any], gate: Mapping[str, Any], coordinates: Mapping[str, Any], work: str) -> dict:
     """The MLflow candidate run (in the workload's experiment, tagged ``retrain.trigger=adhoc``) and the candidate
     event's extra, which is also recorded on the run so ``promote_models`` can judge it by ``candidate_run_id``."""
-    from retrain import storage, tracking
-    from retrain.workloads import images, tabular, timeseries
+    from retrain import tracking
 
-    cfg, kind = _config(plan), plan["kind"]
-    module = {"tabular": tabular, "image": images, "timeseries": timeseries}[kind]
+    found = workloads.for_dataset(plan["dataset"])
     lineage = tracking.Lineage(**coordinates, data=lineage_data(plan), quality=gate)
-    metrics = json.loads(storage.read_text(storage.join(work, "evaluate.json")))
-
-    def log_body() -> dict:
-        import mlflow
-
-        mlflow.set_tags(adhoc_tags(plan, lineage))
-        if kind == "image":
-            return images._log_body(plan["dataset"], lineage, work, metrics)
-        return module._log_body(cfg, lineage, work, metrics)
-
-    result = tracking.candidate_run(workload=plan["workload"], dataset=plan["dataset"], model_name=plan["model"],
-                                    lineage=lineage, log_body=log_body,
-                                    description=description(plan, lineage, metrics, module.PRIMARY_METRIC))
-    window = plan.get("window")
-    data_extra = {"partitions": window["window"], "window_end": window["partition"]} if window else None
-    return tracking.publish_candidate(model_name=plan["model"], dataset=plan["dataset"], result=result,
-                                      lineage=lineage, primary_metric=module.PRIMARY_METRIC, data_extra=data_extra)
+    metrics = workloads.evaluation_metrics(work)
+    return found.log_candidate(_data(plan), _config(plan), work, coordinates=coordinates, quality=gate,
+                               tags=adhoc_tags(plan, lineage),
+                               description=description(plan, lineage, metrics,
+                                                       catalog.model(plan["model"]).primary_metric))
 
 
 def adhoc_tags(plan: Mapping[str, Any], lineage) -> dict[str, str]:

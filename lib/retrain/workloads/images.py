@@ -17,20 +17,21 @@ from typing import Any
 import numpy as np
 
 from retrain import config, quality, snapshots, storage, tracking
-from retrain.events import check_data_event
+from retrain.events import CandidateEvent, check_data_event
 
 WORKLOAD = "image_dl_training"
-PRIMARY_METRIC = "test_accuracy"
 log = logging.getLogger(__name__)
 
 
-def dataset_config(dataset: str) -> config.ImageDataset:
-    return config.dataset_settings(WORKLOAD, dataset)
+def dataset_config(dataset: str, overrides: Mapping[str, Any] | None = None) -> config.ImageDataset:
+    """The dataset's settings; ``overrides``: a manual run's loop settings (epochs, batch_size, lr, device...)."""
+    base = config.dataset_settings(WORKLOAD, dataset)
+    return base.model_copy(update={"loop": loop_config(dataset, overrides)}) if overrides else base
 
 
 def loop_config(dataset: str, overrides: Mapping[str, Any] | None = None) -> config.LoopConfig:
     """The dataset's loop settings with a manual run's overrides (validated: unknown keys are an error)."""
-    base = dataset_config(dataset).loop.model_dump()
+    base = config.dataset_settings(WORKLOAD, dataset).loop.model_dump()
     try:
         return config.LoopConfig.model_validate(base | {k: v for k, v in (overrides or {}).items() if v is not None})
     except config.ValidationError as exc:
@@ -44,7 +45,15 @@ def _splits(event: Mapping[str, Any]):
     return images.open_splits(snapshots.from_uri(event["uri"]))
 
 
-def gate(event: Mapping[str, Any], work: str) -> dict:
+def resolve(dataset: str, events, cfg: config.ImageDataset, *, key: str | None = None,
+            scheduled: bool = True) -> dict:
+    """The data event of the snapshot to train: version ``key``, else the newest event, else the newest snapshot."""
+    from retrain.workloads import resolve_snapshot
+
+    return resolve_snapshot(dataset, events, key=key)
+
+
+def gate(event: Mapping[str, Any], cfg: config.ImageDataset, work: str) -> dict:
     """Validate exactly the snapshot the event names (per-image statistics table)."""
     from retrain.data import images
 
@@ -59,13 +68,18 @@ def gate(event: Mapping[str, Any], work: str) -> dict:
 
 
 def build_model(dataset: str):
-    if dataset == "mnist":
-        from retrain.models.mnist_cnn import MnistCNN
+    """The untrained network of the model the catalog trains on ``dataset`` (ConfigError when it names none)."""
+    from retrain import catalog
 
-        return MnistCNN()
-    from retrain.models.cifar10_cnn import Cifar10CNN
-
-    return Cifar10CNN()
+    try:
+        entry = catalog.model_for_dataset(dataset)
+    except KeyError as exc:
+        raise config.ConfigError(f"{WORKLOAD}: {exc.args[0]} (rule: every image dataset has a catalog model "
+                                 "with a factory)") from None
+    if not entry.factory:
+        raise config.ConfigError(f"{WORKLOAD}: catalog model {entry.name!r} of dataset {dataset!r} names no "
+                                 "factory (rule: an image model is built by its catalog factory)")
+    return catalog.load(entry.factory)()
 
 
 def _train_val(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,15 +89,23 @@ def _train_val(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
     return order[n_val:], order[:n_val]
 
 
-def train(event: Mapping[str, Any], work: str, overrides: Mapping[str, Any] | None = None) -> dict:
+def prepare(event: Mapping[str, Any], ds_cfg: config.ImageDataset, work: str) -> dict:
+    """The training and validation rows of the snapshot's train split (indices; the shards stay memory-mapped
+    and nothing is copied): the split ``train`` draws with the loop's seed."""
+    splits = _splits(event)
+    train_rows, val_rows = _train_val(len(splits["train"]), ds_cfg.validation_fraction, ds_cfg.loop.seed)
+    return {"train_samples": int(len(train_rows)), "val_samples": int(len(val_rows)),
+            "test_samples": int(len(splits["test"]))}
+
+
+def train(event: Mapping[str, Any], ds_cfg: config.ImageDataset, work: str) -> dict:
     """Fit the dataset's CNN; checkpoints every epoch under ``work/checkpoints`` and resumes from there."""
     import torch
 
     from retrain.training import loop
 
     dataset = event["dataset"]
-    ds_cfg = dataset_config(dataset)
-    cfg = loop_config(dataset, overrides)
+    cfg = ds_cfg.loop
     split = _splits(event)["train"]
     train_rows, val_rows = _train_val(len(split), ds_cfg.validation_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -110,7 +132,7 @@ def _trained_model(dataset: str, work: str):
     return model.eval()
 
 
-def evaluate(event: Mapping[str, Any], work: str) -> dict:
+def evaluate(event: Mapping[str, Any], ds_cfg: config.ImageDataset, work: str) -> dict:
     """Test-split accuracy, macro-F1, per-class accuracy, confusion matrix, and the majority-class baseline."""
     from retrain.training import loop
 
@@ -131,26 +153,34 @@ def evaluate(event: Mapping[str, Any], work: str) -> dict:
     return metrics
 
 
-def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
+def lineage_data(event: Mapping[str, Any]) -> dict:
+    return dict(event)
+
+
+def log_candidate(event: Mapping[str, Any], ds_cfg: config.ImageDataset, work: str, *,
+                  coordinates: Mapping[str, Any], quality: Mapping[str, Any], tags: Mapping[str, str] | None = None,
+                  description: str | None = None) -> dict:
     """Log the candidate run to MLflow and return the candidate asset event's extra."""
+    from retrain.workloads import evaluation_metrics, log_candidate_run
+
+    lineage = tracking.Lineage(**coordinates, data=lineage_data(event), quality=quality)
     dataset = lineage.data["dataset"]
-    model_name = dataset_config(dataset).model
-    metrics = json.loads(storage.read_text(storage.join(work, "evaluate.json")))
+    model_name = ds_cfg.model
+    metrics = evaluation_metrics(work)
     data = lineage.data
-    description = (
+    description = description or (
         f"**{model_name}** candidate trained by Airflow DAG `{lineage.dag_id}` run `{lineage.run_id}` on `{dataset}` "
         f"snapshot `{data.get('version')}` ({data.get('rows')} images), quality gate "
         f"**{lineage.quality.get('verdict', 'unknown')}**.\n\n| metric | CNN | majority class |\n|---|---|---|\n"
         f"| test accuracy | {metrics['test_accuracy']:.4f} | {metrics['baseline_majority_accuracy']:.4f} |\n"
         f"| test macro-F1 | {metrics['test_macro_f1']:.4f} | |\n"
     )
-    result = tracking.candidate_run(workload=WORKLOAD, dataset=dataset, model_name=model_name, lineage=lineage,
-                                    log_body=lambda: _log_body(dataset, lineage, work, metrics), description=description)
-    return tracking.publish_candidate(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
-                                      primary_metric=PRIMARY_METRIC)
+    return log_candidate_run(workload_name=WORKLOAD, dataset=dataset, model=model_name, lineage=lineage,
+                             log_body=lambda: _log_body(ds_cfg, dataset, lineage, work, metrics),
+                             description=description, tags=tags)
 
 
-def _log_body(dataset: str, lineage: tracking.Lineage, work: str, metrics: dict) -> dict:
+def _log_body(ds_cfg: config.ImageDataset, dataset: str, lineage: tracking.Lineage, work: str, metrics: dict) -> dict:
     import mlflow
     import numpy
     import torch
@@ -158,7 +188,7 @@ def _log_body(dataset: str, lineage: tracking.Lineage, work: str, metrics: dict)
 
     summary = json.loads(storage.read_text(storage.join(work, "train.json")))
     mlflow.log_params(tracking.flatten({"loop": summary["loop"], "dataset": dataset,
-                                        "validation_fraction": dataset_config(dataset).validation_fraction}))
+                                        "validation_fraction": ds_cfg.validation_fraction}))
     mlflow.log_params({"device": summary["device"], "train_samples": summary["train_samples"]})
     mlflow.log_metrics(metrics | {"epochs_run": summary["epochs_run"]})
     series: dict[str, list[float]] = {}
@@ -196,8 +226,15 @@ def _log_body(dataset: str, lineage: tracking.Lineage, work: str, metrics: dict)
 
 def evaluation_set(run) -> tuple[np.ndarray, np.ndarray]:
     """The candidate's held-out examples for promotion: the test split of the snapshot it was trained on."""
-    event = json.loads(run.data.tags["retrain.candidate_event"])
+    event = CandidateEvent.read(json.loads(run.data.tags["retrain.candidate_event"])).extra()
     splits = _splits(event["data"])
     images, labels = splits["test"].arrays()  # the test split only, for the promotion's own scoring
     inputs = (images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
     return inputs, labels.astype(np.int64)
+
+
+def majority_baseline(run, n: int) -> np.ndarray:
+    """The majority class of the training split of the snapshot the candidate was trained on, on every example."""
+    event = CandidateEvent.read(json.loads(run.data.tags["retrain.candidate_event"])).extra()
+    labels = np.asarray(_splits(event["data"])["train"].labels)
+    return np.full(n, int(np.bincount(labels, minlength=10).argmax()), dtype=np.int64)

@@ -18,38 +18,31 @@ from typing import Any
 
 import numpy as np
 
-from retrain import decisions, promotion, registry, snapshots, tracking
+from retrain import catalog, decisions, promotion, registry, snapshots, tracking
 from retrain.errors import CandidateError, PromotionError, is_infrastructure_error
+from retrain.events import CandidateEvent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5  # re-judgments after the champion moved; past them the task retries (ChampionChanged)
 
 
-def _tabular_eval_set(run) -> tuple[Any, np.ndarray]:
+def target_frame_eval_set(run) -> tuple[Any, np.ndarray]:
+    """Held-out examples logged as ``evaluation/test_features.parquet`` with a ``target`` column (regression)."""
     frame = _artifact_frame(run.info.run_id, "evaluation/test_features.parquet")
     return frame.drop(columns=["target"]), frame["target"].to_numpy()
 
 
-def _image_eval_set(run) -> tuple[Any, np.ndarray]:
-    from retrain.workloads import images
-
-    return images.evaluation_set(run)
-
-
-def _ticks_eval_set(run) -> tuple[Any, np.ndarray]:
+def label_frame_eval_set(run) -> tuple[Any, np.ndarray]:
+    """Held-out examples logged as ``evaluation/test_features.parquet`` with a ``label`` column (classes)."""
     frame = _artifact_frame(run.info.run_id, "evaluation/test_features.parquet")
     return frame.drop(columns=["label"]), frame["label"].to_numpy()
 
 
-def _up_or_down(probability: np.ndarray) -> np.ndarray:
+def up_or_down(probability: np.ndarray) -> np.ndarray:
     return (probability >= 0.5).astype(np.int64)
 
 
-# registered model -> how its raw model output becomes the predicted label
-POSTPROCESS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"ticks_direction_lgbm": _up_or_down}
-
-
-def _seasonal_naive(run, n: int) -> np.ndarray | None:
+def seasonal_naive(run, n: int) -> np.ndarray | None:
     """The seasonal-naive forecast per test hour, as training scored it (NaN where it has none)."""
     frame = _optional_artifact_frame(run.info.run_id, "evaluation/test_predictions.parquet")
     if frame is None or "seasonal_naive" not in frame or len(frame) != n:
@@ -57,7 +50,7 @@ def _seasonal_naive(run, n: int) -> np.ndarray | None:
     return frame["seasonal_naive"].to_numpy(dtype=float)
 
 
-def _ticks_majority(run, n: int) -> np.ndarray | None:
+def ticks_majority(run, n: int) -> np.ndarray | None:
     """The majority label of the training window, on every test bar."""
     import mlflow
 
@@ -73,39 +66,28 @@ def _ticks_majority(run, n: int) -> np.ndarray | None:
     return None if label is None else np.full(n, int(label), dtype=np.int64)
 
 
-def _image_majority(run, n: int) -> np.ndarray | None:
-    """The majority class of the training split of the snapshot the candidate was trained on."""
-    from retrain.workloads import images
-
-    event = json.loads(run.data.tags["retrain.candidate_event"])
-    labels = np.asarray(images._splits(event["data"])["train"].labels)
-    return np.full(n, int(np.bincount(labels, minlength=10).argmax()), dtype=np.int64)
+def _entry(model: str):
+    try:
+        return catalog.model(model)
+    except KeyError as exc:
+        raise CandidateError(f"candidate event names model {model!r}, which the catalog does not hold: {exc}") from None
 
 
-# registered model -> the naive baseline's per-example predictions on the held-out examples (None: not logged)
-BASELINES: dict[str, Callable[[Any, int], np.ndarray | None]] = {
-    "household_power_lgbm": _seasonal_naive,
-    "mnist_cnn": _image_majority,
-    "cifar10_cnn": _image_majority,
-    "ticks_direction_lgbm": _ticks_majority,
-}
-
-# registered model -> loader of the candidate's held-out examples (inputs, targets)
-EVALUATION_SETS: dict[str, Callable[[Any], tuple[Any, np.ndarray]]] = {
-    "household_power_lgbm": _tabular_eval_set,
-    "mnist_cnn": _image_eval_set,
-    "cifar10_cnn": _image_eval_set,
-    "ticks_direction_lgbm": _ticks_eval_set,
-}
+def evaluation_set_loader(model: str) -> Callable[[Any], tuple[Any, np.ndarray]]:
+    """The loader of a candidate's held-out examples (inputs, targets), from the model's catalog entry."""
+    return catalog.load(_entry(model).evaluation_set)
 
 
-# registered model -> which part of the snapshot its held-out examples are (never trained on)
-HELD_OUT: dict[str, str] = {
-    "household_power_lgbm": "test tail of the window (the last split.test_days days, hourly)",
-    "mnist_cnn": "test split of every drop so far",
-    "cifar10_cnn": "test split of every drop so far",
-    "ticks_direction_lgbm": "test partition (the window's last day)",
-}
+def baseline_for(model: str) -> Callable[[Any, int], np.ndarray | None] | None:
+    """The naive baseline's per-example predictions on the held-out examples (None: the model has none)."""
+    target = _entry(model).baseline
+    return catalog.load(target) if target else None
+
+
+def postprocess_for(model: str) -> Callable[[np.ndarray], np.ndarray]:
+    """How the model's raw output becomes the predicted label (identity unless the catalog names one)."""
+    target = _entry(model).postprocess
+    return catalog.load(target) if target else (lambda output: output)
 
 
 def evaluation_set(model: str, data: Mapping[str, Any], snapshot, n: int) -> dict:
@@ -114,7 +96,8 @@ def evaluation_set(model: str, data: Mapping[str, Any], snapshot, n: int) -> dic
     drops = snapshot.manifest.get("drops") if snapshot is not None else None
     identity = {"dataset": snapshot.dataset if snapshot is not None else data.get("dataset"),
                 "version": data.get("version"), "sha256": data.get("sha256"), "partition": data.get("partition"),
-                "held_out": HELD_OUT.get(model, "test split"), "drops": len(drops) if drops else None, "n": int(n)}
+                "held_out": catalog.MODELS[model].held_out if model in catalog.MODELS else "test split",
+                "drops": len(drops) if drops else None, "n": int(n)}
     where = f" partition {identity['partition']}" if identity["partition"] else ""
     grown = f", {identity['drops']} drops" if identity["drops"] else ""
     identity["label"] = (f"{identity['dataset']}{where} @ {identity['version']} "
@@ -171,6 +154,32 @@ def _candidate_run(run_id: str):
     return run
 
 
+def candidate_event(model: str, run_id: str | None = None) -> dict:
+    """The candidate event a run recorded (``retrain.candidate_event``): run ``run_id``'s, else the newest
+    finished candidate run's of ``model`` (CandidateError when there is none, or the run is another model's)."""
+    from retrain import assets
+
+    entry = _entry(model)
+    if run_id is None:
+        experiment = tracking.client().get_experiment_by_name(
+            tracking.experiment_name(assets.DATA_ASSETS[entry.dataset].workload, entry.dataset))
+        runs = [] if experiment is None else tracking.client().search_runs(
+            [experiment.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`retrain.model_name` = '{model}' and attributes.status = 'FINISHED'")
+        if not runs:
+            raise CandidateError(f"{model}: no finished candidate run to judge (rule: a candidate is an MLflow run "
+                                 "of its training workload)")
+        run_id = runs[0].info.run_id
+    run = _candidate_run(run_id)
+    recorded = run.data.tags.get("retrain.candidate_event")
+    if not recorded:
+        raise CandidateError(f"MLflow run {run_id} records no candidate event (tag retrain.candidate_event)")
+    event = CandidateEvent.read(json.loads(recorded), f"run {run_id}'s candidate").extra()
+    if event.get("model") != model:
+        raise CandidateError(f"MLflow run {run_id} is a candidate of {event.get('model')!r}, not of {model!r}")
+    return event
+
+
 MOVED = ("promoted", "first_model")  # outcomes whose version became champion
 REJUDGE = ("expired",)  # recorded outcomes that do not stop a new judgment (the champion moved while waiting)
 
@@ -183,8 +192,9 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
     candidate is judged again against the new one, never moved over it. ``champion_event`` in the result says
     whether this Airflow run made (or completed) the alias move, so it, and only it, emits the champion event.
     """
+    event = CandidateEvent.read(event, "the judged candidate").extra()
     model, run_id = event["model"], event["run_id"]
-    policy = promotion.policy_for(model)
+    policy = promotion.policy_for(catalog.MODELS[model].policy_name if model in catalog.MODELS else model)
     run = _candidate_run(run_id)
     recorded = run.data.tags.get("promotion.decision")
     if recorded and recorded not in REJUDGE:
@@ -201,13 +211,12 @@ def judge(event: Mapping[str, Any], coordinates: Mapping[str, Any]) -> dict:
     data = event.get("data") or {}
     snapshot = snapshots.from_uri(data["uri"])
     snapshots.verify(snapshot, data.get("sha256"))
-    if model not in EVALUATION_SETS:
-        raise CandidateError(f"no evaluation set loader for model {model!r}")
-    inputs, actual = EVALUATION_SETS[model](run)
-    postprocess = POSTPROCESS.get(model, lambda output: output)
+    inputs, actual = evaluation_set_loader(model)(run)
+    postprocess = postprocess_for(model)
     candidate_pred = postprocess(_predict(event["model_uri"], inputs))
     window_end = data.get("window_end")
-    baseline_pred = BASELINES[model](run, len(actual)) if model in BASELINES else None
+    baseline = baseline_for(model)
+    baseline_pred = baseline(run, len(actual)) if baseline is not None else None
     verdict = run.data.tags.get("quality.verdict", "unknown")
     held_out = evaluation_set(model, data, snapshot, len(actual))
 

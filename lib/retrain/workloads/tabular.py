@@ -17,25 +17,35 @@ from retrain.data import power
 from retrain.events import check_data_event
 
 WORKLOAD = "tabular_ml_training"
-PRIMARY_METRIC = "test_rmse"
 log = logging.getLogger(__name__)
 
 # dataset -> function building the frame its quality suite validates
 QUALITY_FRAMES = {"household_power": power.quality_frame}
 
 
-def dataset_config(dataset: str) -> config.TabularDataset:
+def dataset_config(dataset: str, overrides: Mapping[str, Any] | None = None) -> config.TabularDataset:
+    """The dataset's settings; a scheduled run takes no overrides (``adhoc_training`` validates its own)."""
+    if overrides:
+        raise config.ConfigError(f"{WORKLOAD}: runs of {dataset} take no overrides (got {dict(overrides)}); "
+                                 "ad hoc settings go through adhoc_training")
     return config.dataset_settings(WORKLOAD, dataset)
 
 
-def gate(event: Mapping[str, Any], work: str, cfg: config.TabularDataset | None = None) -> dict:
+def resolve(dataset: str, events, cfg: config.TabularDataset, *, key: str | None = None,
+            scheduled: bool = True) -> dict:
+    """The data event of the snapshot to train: version ``key``, else the newest event, else the newest snapshot."""
+    from retrain.workloads import resolve_snapshot
+
+    return resolve_snapshot(dataset, events, key=key)
+
+
+def gate(event: Mapping[str, Any], cfg: config.TabularDataset, work: str) -> dict:
     """Validate the snapshot the event names: what its arrival added plus the training window (raise
     DataQualityError, never retried, when a rule fails or the window is shorter than training needs)."""
     dataset = event.get("dataset", "household_power")
     extra = check_data_event(event, dataset)
     snapshot = snapshots.from_uri(extra["uri"])
     snapshots.verify(snapshot, extra["sha256"])
-    cfg = cfg or dataset_config(dataset)
     table, start, end = _tabular().gate_table(snapshot, cfg)
     frame = QUALITY_FRAMES[dataset](table)
     report = quality.validate(dataset, frame, version=snapshot.version, report_dir=storage.join(work, "quality"))
@@ -45,18 +55,17 @@ def gate(event: Mapping[str, Any], work: str, cfg: config.TabularDataset | None 
                                "window_days_of_readings": round(days, 2)}
 
 
-def prepare(event: Mapping[str, Any], work: str) -> dict:
-    dataset = event["dataset"]
-    snapshot = snapshots.from_uri(event["uri"])
-    return _tabular().prepare(snapshot, dataset_config(dataset), work)
+def prepare(event: Mapping[str, Any], cfg: config.TabularDataset, work: str) -> dict:
+    """Hourly features of the snapshot the event names, split by time, in the work folder."""
+    return _tabular().prepare(snapshots.from_uri(event["uri"]), cfg, work)
 
 
-def train(dataset: str, work: str) -> dict:
-    return _tabular().train(dataset_config(dataset), work)
+def train(event: Mapping[str, Any], cfg: config.TabularDataset, work: str) -> dict:
+    return _tabular().train(cfg, work)
 
 
-def evaluate(dataset: str, work: str) -> dict:
-    return _tabular().evaluate(dataset_config(dataset), work)
+def evaluate(event: Mapping[str, Any], cfg: config.TabularDataset, work: str) -> dict:
+    return _tabular().evaluate(cfg, work)
 
 
 def _tabular():
@@ -65,17 +74,21 @@ def _tabular():
     return tabular
 
 
-def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
+def lineage_data(event: Mapping[str, Any]) -> dict:
+    return dict(event)
+
+
+def log_candidate(event: Mapping[str, Any], cfg: config.TabularDataset, work: str, *,
+                  coordinates: Mapping[str, Any], quality: Mapping[str, Any], tags: Mapping[str, str] | None = None,
+                  description: str | None = None) -> dict:
     """Log the candidate run to MLflow and return the candidate asset event's extra."""
-    dataset = lineage.data["dataset"]
-    cfg = dataset_config(dataset)
-    model_name = cfg.model
-    metrics = json.loads(storage.read_text(storage.join(work, "evaluate.json")))
-    description = _description(model_name, lineage, metrics)
-    result = tracking.candidate_run(workload=WORKLOAD, dataset=dataset, model_name=model_name, lineage=lineage,
-                                    log_body=lambda: _log_body(cfg, lineage, work, metrics), description=description)
-    return tracking.publish_candidate(model_name=model_name, dataset=dataset, result=result, lineage=lineage,
-                                      primary_metric=PRIMARY_METRIC)
+    from retrain.workloads import evaluation_metrics, log_candidate_run
+
+    lineage = tracking.Lineage(**coordinates, data=lineage_data(event), quality=quality)
+    metrics = evaluation_metrics(work)
+    return log_candidate_run(workload_name=WORKLOAD, dataset=lineage.data["dataset"], model=cfg.model,
+                             lineage=lineage, log_body=lambda: _log_body(cfg, lineage, work, metrics),
+                             description=description or _description(cfg.model, lineage, metrics), tags=tags)
 
 
 def _description(model_name: str, lineage: tracking.Lineage, metrics: dict) -> str:

@@ -25,12 +25,48 @@ from retrain import config, quality, snapshots, storage, tracking
 
 WORKLOAD = "time_series_training"
 DATASET = "ticks"
-PRIMARY_METRIC = "test_accuracy"
 log = logging.getLogger(__name__)
 
 
-def dataset_config() -> config.TickTrainingConfig:
-    return config.dataset_settings(WORKLOAD, DATASET)
+def dataset_config(dataset: str = DATASET, overrides: Mapping[str, Any] | None = None) -> config.TickTrainingConfig:
+    """The dataset's settings; a scheduled run takes no overrides (``adhoc_training`` validates its own)."""
+    if overrides:
+        raise config.ConfigError(f"{WORKLOAD}: runs of {dataset} take no overrides (got {dict(overrides)}); "
+                                 "ad hoc settings go through adhoc_training")
+    return config.dataset_settings(WORKLOAD, dataset)
+
+
+def resolve(dataset: str, events, cfg: config.TickTrainingConfig, *, key: str | None = None,
+            scheduled: bool = True) -> dict:
+    """The window a run trains. ``scheduled``: the backfill policy of :func:`resolve_window` (``key``: the run's
+    partition); otherwise the window a person names, ending at partition ``key`` (default: the newest), which
+    may be older than the newest (:func:`named_window`)."""
+    if scheduled:
+        return resolve_window(key, events)
+    return named_window(dataset, key, cfg)
+
+
+def named_window(dataset: str, partition: str | None, cfg: config.TickTrainingConfig) -> dict:
+    """The K committed partitions up to ``partition`` (default: the newest). Unlike scheduled runs, a manual
+    run may train an older window: the backfill policy guards automatic training, and promotion still
+    refuses windows older than the champion's."""
+    from retrain.errors import SnapshotError
+    from retrain.ingest import ticks as ingest_ticks
+    from retrain.training import ticks
+
+    available = ingest_ticks.partitions()
+    if not available:
+        raise SnapshotError(f"{dataset}: no committed partition to train on")
+    end = partition or available[-1]
+    if end not in available:
+        raise SnapshotError(f"{dataset}: partition {end!r} has no committed snapshot (newest: {available[-3:]})")
+    window = ticks.window(available, end, cfg)
+    if len(window) < cfg.window_partitions:
+        raise SnapshotError(f"{dataset}: window_partitions = {cfg.window_partitions} needs that many committed "
+                            f"partitions up to {end} (observed {len(window)}: {window})")
+    snaps = [snapshots.load(dataset, "", p) for p in window]  # each partition's current version, read once
+    return {"partition": end, "train": True, "window": window, "versions": window_versions(snaps),
+            "events": [s.event_extra() for s in snaps]}
 
 
 def resolve_window(partition: str | None, events: list[Mapping[str, Any]] | None = None) -> dict:
@@ -220,7 +256,7 @@ def window_snapshots(window: Mapping[str, Any]) -> list[snapshots.Snapshot]:
     return [snapshots.open_version(DATASET, e["partition"], e["version"], e["sha256"]) for e in entries]
 
 
-def gate(window: Mapping[str, Any], work: str) -> dict:
+def gate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:
     """Validate every partition of the window; one report per partition; all failures raised together."""
     from retrain.data import ticks
     from retrain.errors import DataQualityError
@@ -238,25 +274,24 @@ def gate(window: Mapping[str, Any], work: str) -> dict:
     return {"verdict": "passed", "partitions": summaries}
 
 
-def features(window: Mapping[str, Any], work: str, cfg: config.TickTrainingConfig | None = None) -> dict:
-    """Bars and features of the window, split train/valid/test, written to the work folder (``cfg``: the
-    workload's configuration unless an ad-hoc run overrides it)."""
+def prepare(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:
+    """Bars and features of the window, split train/valid/test, written to the work folder."""
     from retrain.training import ticks
 
     snaps = window_snapshots(window)
-    train, valid, test = ticks.prepare(snaps, cfg or dataset_config())
+    train, valid, test = ticks.prepare(snaps, cfg)
     for name, frame in (("train", train), ("valid", valid), ("test", test)):
         storage.write_frame(frame, storage.join(work, f"{name}.parquet"), index=False)
     return {"train": len(train), "valid": len(valid), "test": len(test)}
 
 
-def train(work: str, cfg: config.TickTrainingConfig | None = None) -> dict:
+def train(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:
     """LightGBM on the work folder's train/valid features; the booster and its summary go back there."""
     from retrain.training import ticks
 
     model = ticks.train(storage.read_frame(storage.join(work, "train.parquet")),
                         storage.read_frame(storage.join(work, "valid.parquet")),
-                        cfg or dataset_config())
+                        cfg)
     storage.write_text(storage.join(work, "model.txt"), model.booster.model_to_string())
     summary = model.summary() | {"feature_names": model.features, "up_fraction": model.up_fraction,
                                  "history": model.history}
@@ -275,7 +310,7 @@ def _model(work: str):
                               best_iteration=s["best_iteration"], iterations=s["iterations"], seconds=s["seconds"])
 
 
-def evaluate(work: str) -> dict:
+def evaluate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:
     from retrain.training import ticks
 
     model = _model(work)
@@ -287,22 +322,30 @@ def evaluate(work: str) -> dict:
     return metrics
 
 
-def log_candidate(lineage: tracking.Lineage, work: str) -> dict:
-    cfg = dataset_config()
-    metrics = json.loads(storage.read_text(storage.join(work, "evaluate.json")))
+def lineage_data(window: Mapping[str, Any]) -> dict:
+    """The window's last partition event, with the window's partitions and their exact versions."""
+    return window["events"][-1] | {"partitions": window["window"], "versions": window.get("versions", [])}
+
+
+def log_candidate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str, *,
+                  coordinates: Mapping[str, Any], quality: Mapping[str, Any], tags: Mapping[str, str] | None = None,
+                  description: str | None = None) -> dict:
+    """Log the candidate run to MLflow and return the candidate asset event's extra."""
+    from retrain.workloads import evaluation_metrics, log_candidate_run
+
+    lineage = tracking.Lineage(**coordinates, data=lineage_data(window), quality=quality)
+    metrics = evaluation_metrics(work)
     data = lineage.data
-    description = (
+    description = description or (
         f"**{cfg.model}** candidate on the window {', '.join(data['partitions'])} (test day {data['partition']}), "
         f"trained by `{lineage.dag_id}` run `{lineage.run_id}`; quality gate **{lineage.quality.get('verdict')}**.\n\n"
         f"| | accuracy |\n|---|---|\n| LightGBM | {metrics['test_accuracy']:.4f} |\n"
         f"| majority class | {metrics['baseline_majority_accuracy']:.4f} |\n"
         f"| persistence | {metrics['baseline_persistence_accuracy']:.4f} |\n")
-    result = tracking.candidate_run(workload=WORKLOAD, dataset=DATASET, model_name=cfg.model, lineage=lineage,
-                                    log_body=lambda: _log_body(cfg, lineage, work, metrics), description=description)
-    return tracking.publish_candidate(model_name=cfg.model, dataset=DATASET, result=result, lineage=lineage,
-                                      primary_metric=PRIMARY_METRIC,
-                                      data_extra={"partitions": data["partitions"], "window_end": data["partition"],
-                                                  "versions": list(data.get("versions") or [])})
+    return log_candidate_run(workload_name=WORKLOAD, dataset=DATASET, model=cfg.model, lineage=lineage,
+                             log_body=lambda: _log_body(cfg, lineage, work, metrics), description=description,
+                             tags=tags, data_extra={"partitions": data["partitions"], "window_end": data["partition"],
+                                                    "versions": list(data.get("versions") or [])})
 
 
 def _log_body(cfg: config.TickTrainingConfig, lineage: tracking.Lineage, work: str, metrics: dict) -> dict:

@@ -1,0 +1,169 @@
+"""`retrain land|ingest|gate|train|promote` for every dataset, without a scheduler, on small generated data.
+
+Each command runs the same library steps as the DAGs (the catalog's ingest step, the workload registry's
+steps, the promotion step); errors are one line with exit 2 (usage), 3 (data refused) or 1 (infrastructure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from retrain import cli, config, settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _reset() -> None:
+    from retrain import promotion, tracking
+
+    settings.reset_settings()
+    config.load.cache_clear()
+    promotion.load_policies.cache_clear()
+    tracking._configured.cache_clear()
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """An empty RETRAIN_HOME, a SQLite MLflow store, and a copy of configs/ whose CNNs train one epoch."""
+    folder = tmp_path / "configs"
+    shutil.copytree(REPO / "configs", folder)
+    path = folder / "image_dl_training.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for block in raw["datasets"].values():
+        block["loop"] |= {"epochs": 1, "batch_size": 64}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    for key, value in {"RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_CONFIG_DIR": str(folder),
+                       "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("RETRAIN_DATA_ROOT", raising=False)
+    _reset()
+    yield tmp_path
+    monkeypatch.undo()
+    _reset()
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """``retrain ARGV`` in this process: (exit code, stdout, stderr); the environment it sets is put back."""
+    saved = dict(os.environ)
+    try:
+        code = cli.main(list(argv))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _land_and_ingest(capsys, dataset: str, sources: list[Path]) -> list[dict]:
+    for source in sources:
+        code, _, err = run(capsys, "land", dataset, str(source))
+        assert code == 0, err
+    code, out, err = run(capsys, "ingest", dataset)
+    assert code == 0, err
+    decoder, found, text = json.JSONDecoder(), [], out.strip()
+    while text:  # one JSON object per ingested arrival
+        obj, end = decoder.raw_decode(text)
+        found.append(obj)
+        text = text[end:].strip()
+    assert [f["status"] for f in found] == ["ingested"] * len(sources)
+    return [f["event"] for f in found]
+
+
+def _gate_and_train(capsys, dataset: str, key: str, model: str) -> dict:
+    code, out, err = run(capsys, "gate", dataset, key)
+    assert code == 0, err
+    assert json.loads(out)["verdict"] == "passed"
+    code, out, err = run(capsys, "train", dataset, key)
+    assert code == 0, err
+    extra = json.loads(out)
+    assert extra["model"] == model and extra["dataset"] == dataset
+    return extra
+
+
+def _power_sources(world: Path) -> list[Path]:
+    from retrain.data.power import generate_power
+
+    source = world / "power.txt"
+    source.write_bytes(generate_power(40 * 1440, seed=7))
+    return [source]
+
+
+def test_household_power_ingest_gate_train_and_promote(world, capsys):
+    event, = _land_and_ingest(capsys, "household_power", _power_sources(world))
+    extra = _gate_and_train(capsys, "household_power", event["version"], "household_power_lgbm")
+    assert extra["data"]["version"] == event["version"] and extra["primary_metric"] == "test_rmse"
+    assert extra["metrics"]["test_rmse"] < extra["metrics"]["baseline_seasonal_naive_rmse"]
+
+    code, out, err = run(capsys, "promote", "household_power_lgbm", extra["run_id"])
+    assert code == 0, err
+    decision = json.loads(out)
+    assert decision["candidate_run_id"] == extra["run_id"]
+    assert decision["outcome"] in ("promoted", "first_model", "rejected"), decision
+    code, out, err = run(capsys, "promote", "household_power_lgbm")  # the newest candidate: judged already
+    assert code == 0, err
+    assert json.loads(out)["outcome"] == decision["outcome"]
+
+
+def test_mnist_ingest_gate_train(world, capsys):
+    from retrain import samples
+
+    drop = samples.mnist(str(world / "mnist-drop"), n_train=400, n_test=150, seed=3)
+    event, = _land_and_ingest(capsys, "mnist", [Path(drop)])
+    extra = _gate_and_train(capsys, "mnist", event["version"], "mnist_cnn")
+    assert extra["primary_metric"] == "test_accuracy" and 0.0 <= extra["metrics"]["test_accuracy"] <= 1.0
+
+
+def test_cifar10_ingest_gate_train(world, capsys):
+    from retrain import samples
+
+    drop = samples.cifar10(str(world / "cifar-drop"), n_per_batch=300, n_batches=1, n_test=120, seed=3)
+    event, = _land_and_ingest(capsys, "cifar10", [Path(drop)])
+    extra = _gate_and_train(capsys, "cifar10", event["version"], "cifar10_cnn")
+    assert extra["metrics"]["test_examples"] == 120
+
+
+def test_ticks_ingest_gate_train_a_window_named_by_its_last_partition(world, capsys):
+    from retrain import samples
+
+    folders = samples.ticks(str(world / "ticks"), start=date(2026, 3, 2), days=3, ticks_per_day=40_000, seed=5)
+    events = _land_and_ingest(capsys, "ticks", [Path(f) for f in folders])
+    assert [e["partition"] for e in events] == ["2026-03-02", "2026-03-03", "2026-03-04"]
+    extra = _gate_and_train(capsys, "ticks", "2026-03-04", "ticks_direction_lgbm")
+    assert extra["data"]["partitions"] == ["2026-03-02", "2026-03-03", "2026-03-04"]
+    assert extra["data"]["window_end"] == "2026-03-04"
+
+    code, _, err = run(capsys, "train", "ticks", "2026-03-03")  # a window needs 3 partitions up to its end
+    assert code == 2
+    assert err.count("\n") == 1 and "window_partitions = 3 needs that many committed partitions" in err
+
+
+def test_refused_data_is_one_line_with_exit_3_and_the_quality_reports_path(world, capsys):
+    from retrain import samples
+
+    drop = Path(samples.mnist(str(world / "small-drop"), n_train=60, n_test=20, seed=3))  # suite: >= 100 images
+    event, = _land_and_ingest(capsys, "mnist", [drop])
+    code, out, err = run(capsys, "gate", "mnist", event["version"])
+    assert code == 3 and out == ""
+    assert err.startswith(f"retrain gate: data refused: mnist snapshot {event['version']} failed")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    report = err.rsplit("report: ", 1)[1].strip()
+    assert Path(report, "quality_report.md").exists() or Path(report).exists()
+
+
+def test_usage_errors_exit_2_in_one_line(world, capsys):
+    code, _, err = run(capsys, "gate", "household_power", "nope")
+    assert code == 2 and "household_power: no committed snapshot with version 'nope'" in err
+    code, _, err = run(capsys, "promote", "mnist_cnn")
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        "retrain promote: mnist_cnn: no finished candidate run to judge (rule: a candidate is an MLflow run of its "
+        "training workload)")
+    code, _, err = run(capsys, "promote", "mnist_cnn", "0" * 32)
+    assert code == 2 and err.startswith("retrain promote: candidate event names MLflow run")
+    assert "which does not exist" in err and err.count("\n") == 1

@@ -85,7 +85,7 @@ def test_the_champion_moves_are_those_the_judges_made():
                   "previous_champion": "2", "metrics": {"acc": 0.9}},
                  None,  # a judge that failed
                  {"model": "mnist_cnn", "version": "4", "champion_event": False}]
-    assert champion_moves(decisions) == [{"model": "mnist_cnn", "version": "3", "model_uri": "models:/mnist_cnn/3",
+    assert champion_moves(decisions) == [{"schema": 1, "model": "mnist_cnn", "version": "3", "model_uri": "models:/mnist_cnn/3",
                                           "run_id": "r3", "previous_champion": "2", "metrics": {"acc": 0.9}}]
 
 

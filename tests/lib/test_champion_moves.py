@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+
+from retrain import promotion
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 MODEL = "household_power_lgbm"
@@ -95,12 +99,27 @@ def world(tmp_path_factory, mlflow_world):
     server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
     server.start()
     # a stopped server fails the judge at once, as Airflow sees it
-    env = {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    env = {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+           "RETRAIN_CONFIG_DIR": str(_pair_policies(tmp_path_factory.mktemp("configs")))}
     try:
         with mlflow_world(home, env) as data:
+            promotion.load_policies.cache_clear()
             yield {"home": home, "server": server, "data": data}
     finally:
+        promotion.load_policies.cache_clear()
         server.stop()
+
+
+def _pair_policies(folder: Path) -> Path:
+    """The repo's configs with the power policy's retraining spread at 0: these candidates are built models
+    (``signal + sigma * noise``), not retrains of one recipe, so the pair comparison is the whole question and
+    a small sigma step is a certain improvement; what this module tests is who moves the alias, not the test."""
+    shutil.copytree(Path(__file__).resolve().parents[2] / "configs", folder, dirs_exist_ok=True)
+    path = folder / "promotion.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["models"][MODEL]["training_sd"] = 0.0
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return folder
 
 
 def _candidate(world, sigma: float) -> dict:

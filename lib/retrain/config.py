@@ -449,10 +449,6 @@ def _catalog_model(workload: str) -> type[WorkloadConfig] | None:
     return catalog.load(entry.config_model) if entry is not None and entry.config_model else None
 
 
-def register(workload: str, model: type[WorkloadConfig]) -> None:
-    _MODELS[workload] = model
-
-
 def _problems(exc: ValidationError) -> str:
     """Each problem as ``field.path: message (got value)``; a model-level rule's message stands alone."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" if e["loc"]

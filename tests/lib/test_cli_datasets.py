@@ -167,3 +167,49 @@ def test_usage_errors_exit_2_in_one_line(world, capsys):
     code, _, err = run(capsys, "promote", "mnist_cnn", "0" * 32)
     assert code == 2 and err.startswith("retrain promote: candidate event names MLflow run")
     assert "which does not exist" in err and err.count("\n") == 1
+
+
+def test_an_image_train_split_smaller_than_training_needs_fails_the_gate_naming_the_minimum(world, capsys):
+    """One batch of the loop's batch_size must remain once the validation share is set aside: 64 / 0.9 -> 71."""
+    from retrain import samples
+    from retrain.workloads import images
+
+    assert images.min_train_images(images.dataset_config("mnist")) == 71
+    drop = Path(samples.mnist(str(world / "short-drop"), n_train=70, n_test=60, seed=3))
+    event, = _land_and_ingest(capsys, "mnist", [drop])
+    code, out, err = run(capsys, "gate", "mnist", event["version"])
+    assert code == 3 and out == "" and err.count("\n") == 1, err
+    assert ("split_size on train: the train split must hold at least 71 images (one batch of 64, loop.batch_size, "
+            "after the validation share 0.1) (observed: 70 images)") in err, err
+
+
+def test_a_tick_window_too_thin_to_train_fails_the_gate_naming_the_minimum(world, capsys):
+    """Days that pass the suite (every symbol >= 1000 ticks) but whose training days hold fewer bars than the
+    config's min_train_examples fail at the gate, not in prepare."""
+    from retrain import samples
+
+    path = world / "configs" / "time_series_training.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["datasets"]["ticks"]["min_train_examples"] = 5000
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    _reset()
+    folders = samples.ticks(str(world / "thin"), start=date(2026, 3, 2), days=3, ticks_per_day=8_000, seed=5)
+    _land_and_ingest(capsys, "ticks", [Path(f) for f in folders])
+    code, out, err = run(capsys, "gate", "ticks", "2026-03-04")
+    assert code == 3 and out == "" and err.count("\n") == 1, err
+    assert "walk_forward_split on bar_start: at least 5000 training bars (min_train_examples)" in err, err
+    assert "in the 2 training days ['2026-03-02', '2026-03-03'] of a window of 3 partitions" in err, err
+
+
+def test_the_readme_states_each_datasets_minimum_as_the_configs_derive_it():
+    from retrain.workloads import images
+
+    readme = (REPO / "README.md").read_text()
+    power = config.dataset_settings("tabular_ml_training", "household_power")
+    ticks = config.dataset_settings("time_series_training", "ticks")
+    assert f"| `household_power` | {power.min_history_days:g} days of readings" in readme
+    for dataset in ("mnist", "cifar10"):
+        minimum = images.min_train_images(images.dataset_config(dataset))
+        assert f"| `{dataset}` | {minimum} images in the train split" in readme, dataset
+    assert (f"| `ticks` | `window_partitions` {ticks.window_partitions} committed partitions up to the window's end, "
+            f"whose {ticks.window_partitions - 1} training days hold {ticks.min_train_examples} training bars") in readme

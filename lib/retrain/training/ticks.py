@@ -217,7 +217,9 @@ def prepare(tables: list[Any], cfg: TickTrainingConfig) -> tuple[pd.DataFrame, p
     if len(train) < cfg.min_train_examples or valid.empty:
         raise DataQualityError(DATASET, version, [{
             "expectation": "walk_forward_split", "column": "bar_start",
-            "rule": f"at least {cfg.min_train_examples} training bars and one validation bar in {days[:-1]}",
+            "rule": f"at least {cfg.min_train_examples} training bars (min_train_examples) and one validation bar "
+                    f"(the last {cfg.valid_fraction:g} of the bars, valid_fraction) in the {len(days) - 1} training "
+                    f"days {days[:-1]} of a window of {len(days)} partitions (window_partitions: {cfg.window_partitions})",
             "observed": f"{len(train)} training bars, {len(valid)} validation bars"}])
     log.info("tick window %s: %d train, %d valid, %d test bars", version, len(train), len(valid), len(test))
     return train.reset_index(drop=True), valid.reset_index(drop=True), test

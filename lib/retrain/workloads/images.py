@@ -61,10 +61,36 @@ def gate(event: Mapping[str, Any], cfg: config.ImageDataset, work: str) -> dict:
     extra = check_data_event(event, dataset)
     snapshot = snapshots.from_uri(extra["uri"])
     snapshots.verify(snapshot, extra["sha256"])
-    frame = images.stats_frame(images.open_splits(snapshot))  # pixel statistics block by block
+    splits = images.open_splits(snapshot)
+    frame = images.stats_frame(splits)  # pixel statistics block by block
     report = quality.validate(dataset, frame, version=snapshot.version, report_dir=storage.join(work, "quality"))
     quality.enforce(report)
+    check_sizes(dataset, snapshot.version, {name: len(split) for name, split in splits.items()}, cfg)
     return report.summary()
+
+
+def min_train_images(cfg: config.ImageDataset) -> int:
+    """The smallest train split the loop can use: one full batch of training images (``loop.batch_size``) once
+    the validation rows (``validation_fraction``, at least one image) are set aside."""
+    n = cfg.loop.batch_size + 1
+    while n - _validation_rows(n, cfg.validation_fraction) < cfg.loop.batch_size:
+        n += 1
+    return n
+
+
+def check_sizes(dataset: str, version: str, sizes: Mapping[str, int], cfg: config.ImageDataset) -> None:
+    """A train split too small for the training config fails the gate, naming the minimum
+    (:func:`min_train_images`). A test split below the promotion policy's ``min_eval_examples`` still trains;
+    its candidate is rejected at promotion, with that reason."""
+    from retrain.errors import DataQualityError
+
+    minimum, observed = min_train_images(cfg), sizes.get("train", 0)
+    if observed < minimum:
+        raise DataQualityError(dataset, version, [{
+            "expectation": "split_size", "column": "train",
+            "rule": f"the train split must hold at least {minimum} images (one batch of {cfg.loop.batch_size}, "
+                    f"loop.batch_size, after the validation share {cfg.validation_fraction:g})",
+            "observed": f"{observed} images"}])
 
 
 def build_model(dataset: str):
@@ -85,8 +111,12 @@ def build_model(dataset: str):
 def _train_val(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, validation rows) of a split of ``n`` images: indices, so neither subset is copied."""
     order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * fraction)))
+    n_val = _validation_rows(n, fraction)
     return order[n_val:], order[:n_val]
+
+
+def _validation_rows(n: int, fraction: float) -> int:
+    return max(1, int(round(n * fraction)))
 
 
 def prepare(event: Mapping[str, Any], ds_cfg: config.ImageDataset, work: str) -> dict:

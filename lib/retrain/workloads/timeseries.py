@@ -271,7 +271,13 @@ def gate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -
     if failures:
         raise DataQualityError(DATASET, f"{window['window'][0]}..{window['window'][-1]}", failures,
                                storage.join(work, "quality"))
-    return {"verdict": "passed", "partitions": summaries}
+    # what training needs: the walk-forward split of the window's bars, as prepare makes it (DataQualityError
+    # naming the minimum, min_train_examples, when the training days hold too few bars)
+    from retrain.training import ticks as tick_training
+
+    train, valid, test = tick_training.prepare(window_snapshots(window), cfg)
+    return {"verdict": "passed", "partitions": summaries,
+            "bars": {"train": len(train), "valid": len(valid), "test": len(test)}}
 
 
 def prepare(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:

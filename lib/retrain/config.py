@@ -145,13 +145,19 @@ class IngestConfig(WorkloadConfig):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
+def _catalog_datasets() -> list[str]:
+    from retrain.assets import DATA_ASSETS
+
+    return list(DATA_ASSETS)
+
+
 class FreshnessConfig(Strict):
     """Design contract 8: within ``bound_seconds`` (F) of its commit a snapshot is trained or superseded."""
 
     bound_seconds: int = Field(120, ge=30)  # F
     interval_seconds: int = Field(30, ge=5)  # how often the reconcile looks
     act_after_seconds: int = Field(30, ge=0)  # the scheduler's own event path gets this long first
-    datasets: list[str] = Field(default_factory=lambda: ["household_power", "mnist", "cifar10", "ticks"])
+    datasets: list[str] = Field(default_factory=lambda: _catalog_datasets())  # default: every catalog dataset
 
     @model_validator(mode="after")
     def _fits(self):

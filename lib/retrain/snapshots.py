@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from retrain import storage
@@ -193,6 +196,40 @@ def from_uri(uri: str) -> Snapshot:
     return Snapshot(dataset=manifest["dataset"], version=manifest["version"], location=location, manifest=manifest)
 
 
+def shard_cache() -> Path:
+    """Where files of a snapshot on an object store are copied before they are read or memory-mapped (one file
+    per sha256: content-addressed, so one copy serves every snapshot that lists it)."""
+    from retrain.settings import get_settings
+
+    return Path(os.environ.get("RETRAIN_SHARD_CACHE") or get_settings().home / "cache" / "shards")
+
+
+def local_file(location: str, sha256: str) -> str:
+    """A local path holding exactly the file at ``location``: the file itself when it is local, else a copy in
+    :func:`shard_cache` named by its sha256 (downloaded once, checked while it streams, then renamed into place;
+    a copy in the cache has matched its digest)."""
+    if storage.is_local(location):
+        return location
+    target = shard_cache() / f"{sha256}{Path(storage.name(location)).suffix}"
+    if target.exists():
+        return str(target)  # only ever renamed into place once its content matched
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    digest = hashlib.sha256()
+    try:
+        with storage.open_read(location) as source, open(tmp, "wb") as handle:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                handle.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise SnapshotError(f"{location}: sha256 must match the manifest "
+                                f"(observed {digest.hexdigest()[:12]}…, manifest {sha256[:12]}…)")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return str(target)
+
+
 def verify(snapshot: Snapshot, expected_sha256: str | None = None) -> None:
     """Check every data file against the manifest (and the manifest against the event's sha256)."""
     if expected_sha256 and snapshot.sha256 != expected_sha256:
@@ -204,6 +241,9 @@ def verify(snapshot: Snapshot, expected_sha256: str | None = None) -> None:
         location = snapshot.file(entry["path"])
         if not storage.exists(location):
             raise SnapshotError(f"{location}: file listed in the manifest is missing")
+        if not storage.is_local(location):  # checked as it lands in the cache, where the steps then read it
+            local_file(location, entry["sha256"])
+            continue
         actual = storage.sha256(location)
         if actual != entry["sha256"]:
             raise SnapshotError(f"{location}: sha256 must match the manifest (observed {actual[:12]}…, manifest {entry['sha256'][:12]}…)")

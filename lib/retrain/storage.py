@@ -278,20 +278,25 @@ def open_read(location: str) -> Iterator[IO[bytes]]:
         with open(_local(location), "rb") as handle:
             yield handle
     else:
-        store, bucket, key = _s3(location)
-        from botocore.exceptions import ClientError
-
-        try:
-            body = store.client.get_object(Bucket=bucket, Key=key)["Body"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                raise FileNotFoundError(location) from None
-            raise
+        body = _s3_body(location)
         # parquet readers seek: spool the object (memory up to _SPOOL bytes, then a temporary file)
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL) as handle:
             shutil.copyfileobj(body, handle, _CHUNK)
             handle.seek(0)
             yield handle
+
+
+def _s3_body(location: str):
+    """The streaming body of an ``s3://`` object (FileNotFoundError when there is none)."""
+    store, bucket, key = _s3(location)
+    from botocore.exceptions import ClientError
+
+    try:
+        return store.client.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            raise FileNotFoundError(location) from None
+        raise
 
 
 def read_bytes(location: str) -> bytes:
@@ -416,7 +421,8 @@ def local_path(location: str) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / name(location)
-        target.write_bytes(read_bytes(location))
+        with open(target, "wb") as handle:  # streamed, chunk by chunk: never the whole object in memory
+            shutil.copyfileobj(_s3_body(location), handle, _CHUNK)
         yield target
 
 

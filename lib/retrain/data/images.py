@@ -13,13 +13,9 @@ gather what they need from the maps (a batch, a chunk); nothing concatenates a w
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -169,41 +165,6 @@ class ShardedSplit:
         return np.asarray(self.images), self.labels
 
 
-def shard_cache() -> Path:
-    """Where shards from an object store are copied before they are memory-mapped (one file per sha256)."""
-    from retrain.settings import get_settings
-
-    return Path(os.environ.get("RETRAIN_SHARD_CACHE") or get_settings().home / "cache" / "shards")
-
-
-def local_copy(location: str, sha256: str) -> str:
-    """A local path holding exactly the file at ``location``: the file itself when it is local, else a copy in
-    :func:`shard_cache` named by its sha256 (downloaded once, checked, then renamed into place)."""
-    from retrain import storage
-    from retrain.errors import SnapshotError
-
-    if storage.is_local(location):
-        return location
-    target = shard_cache() / f"{sha256}{Path(storage.name(location)).suffix}"
-    if target.exists():
-        return str(target)  # only ever renamed into place once its content matched
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    digest = hashlib.sha256()
-    try:
-        with storage.open_read(location) as source, open(tmp, "wb") as handle:
-            while chunk := source.read(1 << 20):
-                digest.update(chunk)
-                handle.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise SnapshotError(f"{location}: sha256 must match the manifest "
-                                f"(observed {digest.hexdigest()[:12]}…, manifest {sha256[:12]}…)")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return str(target)
-
-
 def split_entries(snapshot) -> dict[str, list[tuple[dict, dict]]]:
     """Per split, the (images, labels) manifest entries in row order, for either snapshot layout."""
     out: dict[str, list[tuple[dict, dict]]] = {}
@@ -224,10 +185,13 @@ def split_entries(snapshot) -> dict[str, list[tuple[dict, dict]]]:
 
 def open_splits(snapshot) -> dict[str, ShardedSplit]:
     """Every split of a snapshot as a :class:`ShardedSplit`, read in place (remote shards via the cache)."""
+    from retrain import snapshots
+
     splits = {}
     for split, pairs in split_entries(snapshot).items():
-        paths = [local_copy(snapshot.file(i["path"]), i["sha256"]) for i, _ in pairs]
-        labels = [np.load(local_copy(snapshot.file(l["path"]), l["sha256"]), allow_pickle=False) for _, l in pairs]
+        paths = [snapshots.local_file(snapshot.file(i["path"]), i["sha256"]) for i, _ in pairs]
+        labels = [np.load(snapshots.local_file(snapshot.file(l["path"]), l["sha256"]), allow_pickle=False)
+                  for _, l in pairs]
         splits[split] = ShardedSplit(ShardedArray(paths), np.concatenate(labels) if len(labels) > 1 else labels[0])
     return splits
 

@@ -98,7 +98,8 @@ def read_range(snapshot: snapshots.Snapshot, start: pd.Timestamp, end: pd.Timest
     schema = power.SCHEMA if columns is None else pa.schema([power.SCHEMA.field(c) for c in columns])
     tables = []
     for entry in entries:
-        tables.append(storage.read_parquet(snapshot.file(entry["path"]), columns=columns, filters=bounds).cast(schema))
+        shard = snapshots.local_file(snapshot.file(entry["path"]), entry["sha256"])  # remote: once, via the cache
+        tables.append(storage.read_parquet(shard, columns=columns, filters=bounds).cast(schema))
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables).sort_by("timestamp") if len(tables) > 1 else tables[0]

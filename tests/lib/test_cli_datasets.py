@@ -105,7 +105,7 @@ def test_household_power_ingest_gate_train_and_promote(world, capsys):
     assert code == 0, err
     decision = json.loads(out)
     assert decision["candidate_run_id"] == extra["run_id"]
-    assert decision["outcome"] in ("promoted", "first_model", "rejected"), decision
+    assert decision["outcome"] == "first_model", decision  # 40 days: far better than the seasonal naive
     code, out, err = run(capsys, "promote", "household_power_lgbm")  # the newest candidate: judged already
     assert code == 0, err
     assert json.loads(out)["outcome"] == decision["outcome"]
@@ -114,10 +114,17 @@ def test_household_power_ingest_gate_train_and_promote(world, capsys):
 def test_mnist_ingest_gate_train(world, capsys):
     from retrain import samples
 
-    drop = samples.mnist(str(world / "mnist-drop"), n_train=400, n_test=150, seed=3)
+    drop = samples.mnist(str(world / "mnist-drop"), n_train=400, n_test=200, seed=3)
     event, = _land_and_ingest(capsys, "mnist", [Path(drop)])
     extra = _gate_and_train(capsys, "mnist", event["version"], "mnist_cnn")
     assert extra["primary_metric"] == "test_accuracy" and 0.0 <= extra["metrics"]["test_accuracy"] <= 1.0
+
+    code, out, err = run(capsys, "promote", "mnist_cnn")  # the newest candidate, against the majority class
+    assert code == 0, err
+    decision = json.loads(out)
+    assert decision["candidate_run_id"] == extra["run_id"] and decision["outcome"] == "first_model", decision
+    assert "significantly beats the naive baseline" in decision["reasons"][0], decision
+    assert "n=200)" in decision["reasons"][0], decision
 
 
 def test_cifar10_ingest_gate_train(world, capsys):
@@ -138,6 +145,12 @@ def test_ticks_ingest_gate_train_a_window_named_by_its_last_partition(world, cap
     extra = _gate_and_train(capsys, "ticks", "2026-03-04", "ticks_direction_lgbm")
     assert extra["data"]["partitions"] == ["2026-03-02", "2026-03-03", "2026-03-04"]
     assert extra["data"]["window_end"] == "2026-03-04"
+
+    code, out, err = run(capsys, "promote", "ticks_direction_lgbm", extra["run_id"])
+    assert code == 0, err
+    decision = json.loads(out)  # judged against the majority class on the window's test day, paired
+    assert decision["outcome"] in ("first_model", "rejected") and "naive baseline" in decision["reasons"][0], decision
+    assert f"n={int(extra['metrics']['test_examples'])})" in decision["reasons"][0], (decision, extra["metrics"])
 
     code, _, err = run(capsys, "train", "ticks", "2026-03-03")  # a window needs 3 partitions up to its end
     assert code == 2

@@ -17,10 +17,13 @@ The one-slot `gpu` pool keeps two trainings off one GPU; runs themselves may ove
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import pendulum
 from airflow.sdk import DAG, Param, task, task_group
 
-from retrain import assets, config
+from retrain import assets, catalog, config
 from retrain.airflow import publishing
 from retrain.airflow.assets import candidate_asset, data_asset
 from retrain.airflow.claims import image_snapshots_to_train
@@ -29,12 +32,12 @@ from retrain.airflow.failures import permanent_errors_fail_fast
 from retrain.airflow.runs import run_coordinates, work_folder
 
 WORKLOAD = "image_dl_training"
-DATASETS = ("mnist", "cifar10")
+DATASETS = tuple(catalog.datasets_of(WORKLOAD))  # mnist, cifar10
 ASSETS = [data_asset(d) for d in DATASETS]
 
 with DAG(
     dag_id=WORKLOAD,
-    schedule=ASSETS[0] | ASSETS[1],
+    schedule=functools.reduce(operator.or_, ASSETS),  # any of them
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     doc_md=__doc__,
     params={
@@ -66,8 +69,9 @@ with DAG(
             """Quality report summary; raises (no retry) when the snapshot fails its suite."""
             from retrain import workloads
 
-            work = work_folder(context, event["dataset"])
-            return workloads.run("gate", event["dataset"], event, work)
+            overrides = {k: context["params"].get(k) for k in ("epochs", "batch_size", "lr", "device")}
+            work = work_folder(context, event["dataset"])  # the minimum follows the run's batch_size
+            return workloads.run("gate", event["dataset"], event, work, overrides=overrides)
 
         @task(pool="gpu", queue="gpu", multiple_outputs=False)
         @permanent_errors_fail_fast

@@ -243,7 +243,8 @@ def cmd_promote(args) -> int:
         move = SimpleNamespace(champion=decision["version"], previous_champion=decision.get("previous_champion"),
                                entry={"action": "promote", "by": "cli", "reason": "; ".join(decision["reasons"])})
         try:
-            stack.emit_champion_event(args.model, move)
+            stack.emit_champion_event(args.model, move, run_id=decision.get("candidate_run_id"),
+                                      metrics=decision.get("metrics"))
             print(f"{args.model}.champion event emitted", file=sys.stderr)
         except stack.StackDown as exc:
             print(f"warning: {args.model}.champion event not emitted: {exc}", file=sys.stderr)

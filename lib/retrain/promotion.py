@@ -449,8 +449,19 @@ def load_policies() -> dict[str, PromotionPolicy]:
     policies = dict(config.load("promotion").models)
     path = get_settings().config_dir / "promotion.yaml"
     for model, policy in policies.items():
+        _check_primary_metric(path, model, policy)
         _check_evaluation_size(path, model, policy)
     return policies
+
+
+def _check_primary_metric(path, model: str, policy: PromotionPolicy) -> None:
+    """A policy judges the metric its model's candidate events carry as primary (the catalog's), none other."""
+    from retrain import catalog
+
+    entry = catalog.MODELS.get(model)
+    if entry is not None and entry.primary_metric != policy.primary_metric:
+        raise ConfigError(f"{path}: models.{model}: primary_metric {policy.primary_metric!r} must be the model's "
+                          f"primary metric in the catalog ({entry.primary_metric!r})")
 
 
 def _check_evaluation_size(path, model: str, policy: PromotionPolicy) -> None:

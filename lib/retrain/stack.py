@@ -704,9 +704,10 @@ class StackDown(RuntimeError):
     """The running stack's API cannot be reached (not started, or stopped)."""
 
 
-def emit_champion_event(model: str, move) -> dict:
-    """Publish ``<model>.champion`` for an alias move made outside a DAG (``retrain rollback``) through the
-    running stack's REST API, with the same extra the promotion DAG emits."""
+def emit_champion_event(model: str, move, *, run_id: str | None = None, metrics: dict | None = None) -> dict:
+    """Publish ``<model>.champion`` for an alias move made outside a DAG (``retrain rollback``, ``retrain
+    promote``) through the running stack's REST API, with the same extra the promotion DAG emits (``run_id`` and
+    ``metrics``: the new champion's candidate run, when the move promoted one)."""
     import urllib.parse
 
     from retrain import assets
@@ -723,7 +724,7 @@ def emit_champion_event(model: str, move) -> dict:
         raise StackDown(f"Airflow knows no asset {name!r} yet (no champion event was ever emitted for it)")
     from retrain.events import ChampionEvent
 
-    extra = ChampionEvent.of(model, move.champion, previous_champion=move.previous_champion,
-                             action=move.entry.get("action"), by=move.entry.get("by"),
+    extra = ChampionEvent.of(model, move.champion, previous_champion=move.previous_champion, run_id=run_id,
+                             metrics=metrics or {}, action=move.entry.get("action"), by=move.entry.get("by"),
                              reason=move.entry.get("reason")).extra()
     return api.request("POST", "assets/events", {"asset_id": asset["id"], "extra": extra})

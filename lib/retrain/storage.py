@@ -286,6 +286,21 @@ def open_read(location: str) -> Iterator[IO[bytes]]:
             yield handle
 
 
+@contextlib.contextmanager
+def open_stream(location: str) -> Iterator[IO[bytes]]:
+    """A file read front to back, never seeked: an ``s3://`` object streams straight from the store (no spool,
+    unlike :func:`open_read`), for copying it somewhere chunk by chunk."""
+    if is_local(location):
+        with open(_local(location), "rb") as handle:
+            yield handle
+        return
+    body = _s3_body(location)
+    try:
+        yield body
+    finally:
+        body.close()
+
+
 def _s3_body(location: str):
     """The streaming body of an ``s3://`` object (FileNotFoundError when there is none)."""
     store, bucket, key = _s3(location)
@@ -421,8 +436,8 @@ def local_path(location: str) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / name(location)
-        with open(target, "wb") as handle:  # streamed, chunk by chunk: never the whole object in memory
-            shutil.copyfileobj(_s3_body(location), handle, _CHUNK)
+        with open_stream(location) as body, open(target, "wb") as handle:  # chunk by chunk, never whole in memory
+            shutil.copyfileobj(body, handle, _CHUNK)
         yield target
 
 

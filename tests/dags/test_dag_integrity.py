@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -135,7 +136,7 @@ def test_image_dag_params_accept_exactly_what_the_loop_config_accepts(dagbag, pa
 
     from retrain.config import LoopConfig
 
-    params = dagbag.dags["image_dl_training"].params
+    params = copy.deepcopy(dagbag.dags["image_dl_training"].params)  # the module's DagBag stays as parsed
     params[param] = good  # ParamsDict validates on assignment
     LoopConfig(**{param: good})
     with pytest.raises(ValueError):

@@ -72,3 +72,9 @@ def test_a_rollback_posts_a_typed_champion_event(monkeypatch):
     event = ChampionEvent.read(body["extra"])
     assert (event.version, event.previous_champion, event.model_uri) == ("1", "2", "models:/household_power_lgbm/1")
     assert body["extra"]["action"] == "rollback" and body["extra"]["schema"] == 1
+    assert (event.run_id, event.metrics) == (None, {})  # a rollback names no candidate run
+
+    posted.clear()  # `retrain promote` names the promoted candidate's run and metrics, as the promotion DAG does
+    stack.emit_champion_event("household_power_lgbm", move, run_id="r1", metrics={"test_rmse": 0.3})
+    event = ChampionEvent.read(posted[0][2]["extra"])
+    assert (event.run_id, event.metrics) == ("r1", {"test_rmse": 0.3})

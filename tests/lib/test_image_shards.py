@@ -294,11 +294,11 @@ def test_remote_shards_are_cached_once_and_checked(tmp_path, monkeypatch):
             return False
 
     monkeypatch.setenv("RETRAIN_SHARD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(storage, "open_read", lambda location: Remote(data))
+    monkeypatch.setattr(storage, "open_stream", lambda location: Remote(data))
     local = snapshots.local_file("s3://bucket/curated/mnist/shards/x.npy", digest)
     assert Path(local) == tmp_path / "cache" / f"{digest}.npy" and Path(local).read_bytes() == data
     assert snapshots.local_file("s3://bucket/curated/mnist/shards/x.npy", digest) == local and len(reads) == 1
-    monkeypatch.setattr(storage, "open_read", lambda location: Remote(data[:-1] + b"\x07"))
+    monkeypatch.setattr(storage, "open_stream", lambda location: Remote(data[:-1] + b"\x07"))
     with pytest.raises(SnapshotError, match="sha256 must match"):
         snapshots.local_file("s3://bucket/curated/mnist/shards/y.npy", "0" * 64)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"{digest}.npy"], "no partial file left"

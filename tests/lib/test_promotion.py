@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from scipy.stats import binomtest
 
 from retrain import config, promotion, settings
@@ -929,7 +930,7 @@ def test_the_promotion_config_is_typed_with_per_model_overrides_over_the_default
     assert all(isinstance(p, PromotionPolicy) for p in cfg.models.values())
     assert cfg.models["cifar10_cnn"].approval_timeout_hours == 48 and cfg.models["cifar10_cnn"].require_approval
     assert cfg.models["mnist_cnn"].approval_timeout_hours == 12 and not cfg.models["mnist_cnn"].require_approval
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.models["mnist_cnn"].confidence = 0.5  # type: ignore[misc]
 
 
@@ -937,3 +938,11 @@ def test_an_unknown_policy_default_is_named_once(edit_config):
     edit_config("promotion", lambda raw: raw["policy_defaults"].update(confidnce=0.9))
     with pytest.raises(ConfigError, match=r"policy_defaults: unknown keys \['confidnce'\]"):
         config.load("promotion")
+
+
+def test_a_policy_judging_another_metric_than_the_catalogs_primary_is_refused(edit_config):
+    edit_config("promotion", _edit_model("household_power_lgbm", primary_metric="test_mae"))
+    promotion.load_policies.cache_clear()
+    with pytest.raises(ConfigError, match=r"models\.household_power_lgbm: primary_metric 'test_mae' must be the "
+                                          r"model's primary metric in the catalog \('test_rmse'\)"):
+        promotion.load_policies()

@@ -262,7 +262,8 @@ def gate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -
     from retrain.errors import DataQualityError
 
     failures, summaries = [], []
-    for snapshot in window_snapshots(window):
+    snaps = window_snapshots(window)  # verified once (remote files land checked in the shard cache)
+    for snapshot in snaps:
         frame = ticks.quality_frame(snapshots.read_parquet(snapshot), snapshot.partition)
         report = quality.validate(DATASET, frame, version=snapshot.partition,
                                   report_dir=storage.join(work, "quality", snapshot.partition))
@@ -275,7 +276,7 @@ def gate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -
     # naming the minimum, min_train_examples, when the training days hold too few bars)
     from retrain.training import ticks as tick_training
 
-    train, valid, test = tick_training.prepare(window_snapshots(window), cfg)
+    train, valid, test = tick_training.prepare(snaps, cfg)
     return {"verdict": "passed", "partitions": summaries,
             "bars": {"train": len(train), "valid": len(valid), "test": len(test)}}
 

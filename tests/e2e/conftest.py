@@ -25,13 +25,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_stack(home: Path, api_class: type[AirflowApi] = AirflowApi) -> Iterator[dict]:
-    """``retrain up`` in ``home`` (nothing inherited from another stack), ``retrain down`` at the end.
+def running_stack(home: Path, api_class: type[AirflowApi] = AirflowApi,
+                  extra_env: dict[str, str] | None = None) -> Iterator[dict]:
+    """``retrain up`` in ``home`` (nothing inherited from another stack, but ``extra_env``), ``retrain down`` at
+    the end.
 
     Yields ``home``, ``env`` (the stack's environment, for subprocesses), ``api`` (logged-in REST client),
     ``retrain`` (the command) and ``mlflow`` (the tracking server's URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW", "RETRAIN_"))}
     env |= {"RETRAIN_HOME": str(home), "RETRAIN_AIRFLOW_PORT": str(free_port()), "RETRAIN_MLFLOW_PORT": str(free_port())}
+    env |= extra_env or {}
     started = subprocess.run(RETRAIN + ["up"], env=env, capture_output=True, text=True, timeout=300)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
@@ -46,5 +49,6 @@ def running_stack(home: Path, api_class: type[AirflowApi] = AirflowApi) -> Itera
 
 @pytest.fixture(scope="session")
 def stack_in():
-    """``stack_in(home, api_class=AirflowApi)``: the :func:`running_stack` context manager, for module fixtures."""
+    """``stack_in(home, api_class=AirflowApi, extra_env=None)``: the :func:`running_stack` context manager, for
+    module fixtures."""
     return running_stack

@@ -197,6 +197,7 @@ def test_a_claim_interrupted_after_its_copy_is_finished_by_the_retry(s3_env, tmp
 def test_an_mnist_drop_is_pending_only_once_complete_and_ingests_on_s3(s3_env, tmp_path):
     from retrain.data import mnist
     from retrain.ingest import images, landing
+    from retrain import snapshots
     from retrain.workloads import images as image_workload
 
     files = mnist.generate_mnist(400, 200, seed=1)
@@ -212,7 +213,11 @@ def test_an_mnist_drop_is_pending_only_once_complete_and_ingests_on_s3(s3_env, t
     assert landing.DROP_COMPLETE not in [s["name"].split("/")[-1] for s in result.snapshot.manifest["source_files"]]
     assert landing.pending("mnist") == []
     work = get_settings().training_work("image_dl_training", "manual__s3", "mnist")
-    assert image_workload.gate(result.snapshot.event_extra(), work)["verdict"] == "passed"
+    extra = result.snapshot.event_extra()
+    assert image_workload.gate(extra, image_workload.dataset_config("mnist"), work)["verdict"] == "passed"
+    # the gate read every shard once, into the checked cache, where the steps then map it
+    cached = {p.name for p in snapshots.shard_cache().iterdir()}
+    assert {f"{e['sha256']}.npy" for e in result.snapshot.manifest["files"]} <= cached, cached
 
 
 # --- arrivals: S3 notifications on the real queue ---------------------------------------------------------------

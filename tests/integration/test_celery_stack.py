@@ -395,7 +395,9 @@ def test_a_long_image_training_on_the_gpu_worker_does_not_delay_power(stack, tmp
     api = stack["api"]
     drop = tmp_path / "mnist-drop"
     drop.mkdir()
-    for name, data in mnist.generate_mnist(300, 200, seed=4).items():
+    # 6000 training images: long enough (3 epochs) that the power drop below is ingested and starts training
+    # while this one still holds the gpu pool (with 300, the training once ended 1.5 s before power started)
+    for name, data in mnist.generate_mnist(6000, 200, seed=4).items():
         (drop / name).write_bytes(data)
     _land(stack, drop, "mnist")
 

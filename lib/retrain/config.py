@@ -228,11 +228,104 @@ class TickLightGBM(Strict):
     num_threads: int = Field(1, ge=0)
 
 
+class Instrument(Strict):
+    """One expected symbol of a tick feed: its price grid and (optionally) its quantity grid."""
+
+    tick_size: float = Field(0.01, gt=0)  # prices (trades and quotes) are multiples of it
+    lot_size: float | None = Field(None, gt=0)  # trade sizes are multiples of it (None: any decimal quantity)
+
+
+class Session(Strict):
+    """A partition boundary other than the UTC day: partition ``D`` holds the session that ends at ``cut`` (wall
+    clock in ``zone``) on day ``D`` and starts at ``cut`` on the day before (FX: ``17:00`` New York)."""
+
+    cut: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # HH:MM
+    zone: str
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _time_zone(value)
+
+
+def _time_zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not an IANA time zone name such as 'America/New_York' or 'UTC' (got {value!r})") from None
+    return value
+
+
+class TickFeed(Strict):
+    """What one tick feed sends and how its days are cut (``configs/feeds.yaml``): read by the ingest, the quality
+    gate and the training, so a feed's facts are stated once."""
+
+    # the expected symbols, each with its grids; a plain list gives every symbol the default grids
+    symbols: dict[str, Instrument] = Field(min_length=1)
+    # the zone of a vendor clock whose timestamps carry no offset (explicit opt-in: they are read in this zone
+    # and converted to UTC at ingest; None: a timestamp without an offset is refused as ambiguous)
+    source_timezone: str | None = None
+    session: Session | None = None  # None: a partition is one UTC day
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbol_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if len(set(map(str, value))) != len(value):
+                raise ValueError(f"symbols must be distinct, got {value}")
+            return {str(name): {} for name in value}
+        return {str(name): ({} if spec is None else spec) for name, spec in (value or {}).items()}
+
+    @field_validator("source_timezone")
+    @classmethod
+    def _source_zone(cls, value: str | None) -> str | None:
+        return _time_zone(value)
+
+    @property
+    def symbol_names(self) -> list[str]:
+        return list(self.symbols)
+
+    def partition_bounds(self, partition: str) -> tuple[int, int]:
+        """The UTC nanoseconds ``[start, end)`` partition ``partition`` covers: its UTC day, or its session."""
+        from retrain.data.ticks import partition_bounds
+
+        return partition_bounds(partition, None if self.session is None else (self.session.cut, self.session.zone))
+
+
+class FeedsConfig(Strict):
+    feeds: dict[str, TickFeed]
+
+
+def feed(dataset: str) -> TickFeed:
+    """The feed settings of a tick dataset (``configs/feeds.yaml``). Read afresh on each call (a few dozen lines):
+    an edited file takes effect at the next task, with no cache to clear."""
+    path = get_settings().config_dir / "feeds.yaml"
+    try:
+        raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no feed settings (expected symbols, time zone, partition boundary)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        feeds = FeedsConfig.model_validate(raw or {}).feeds
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_problems(exc)}") from None
+    try:
+        return feeds[dataset]
+    except KeyError:
+        raise ConfigError(f"{path}: no feed {dataset!r} configured (known: {sorted(feeds)})") from None
+
+
 class TickTrainingConfig(Strict):
     """Settings of the tick direction model (one per dataset of the ``time_series_training`` workload)."""
 
     model: str = "ticks_direction_lgbm"
-    symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "GOOG", "AMZN"], min_length=1)
+    # the dataset's expected symbols, from configs/feeds.yaml (filled in when the workload's config loads)
+    symbols: list[str] | None = Field(None, min_length=1)
     window_partitions: int = Field(5, ge=2)  # K: K-1 training days, then the test day
     bar_seconds: int = Field(60, ge=1, le=3600)
     return_lags: int = Field(3, ge=1)
@@ -246,7 +339,8 @@ class TickTrainingConfig(Strict):
         """The most held-out examples a candidate is judged on: bars of the test day, were every symbol traded
         around the clock (a real session holds fewer: 4 symbols × 390 one-minute bars, about 1550)."""
         per_day = 86_400 // self.bar_seconds
-        return len(self.symbols) * per_day, (f"{self.model}: one test day of {len(self.symbols)} symbols × {per_day} "
+        symbols = len(self.symbols or ())
+        return symbols * per_day, (f"{self.model}: one test day of {symbols} symbols × {per_day} "
                                              f"bars of {self.bar_seconds} s")
 
     @model_validator(mode="after")
@@ -255,7 +349,7 @@ class TickTrainingConfig(Strict):
             raise ValueError(f"bar_seconds must divide a day (86400 s), got {self.bar_seconds}")
         if any(w < 2 for w in self.rolling_bars):
             raise ValueError(f"rolling_bars must be at least 2, got {self.rolling_bars}")
-        if len(set(self.symbols)) != len(self.symbols):
+        if self.symbols is not None and len(set(self.symbols)) != len(self.symbols):
             raise ValueError(f"symbols must be distinct, got {self.symbols}")
         return self
 
@@ -265,6 +359,19 @@ class TimeSeriesConfig(WorkloadConfig):
     partition_wait_hours: float = Field(6, gt=0)  # how long ingest_ticks waits for a partition to land
     # a run waits (at most this long after the newest commit) while a backfill still commits newer partitions
     backfill_settle_seconds: float = Field(30, ge=0)
+
+    @model_validator(mode="after")
+    def _feed_symbols(self):
+        """Each dataset's symbols are its feed's (configs/feeds.yaml): stated once, for the gate and the model."""
+        datasets = {}
+        for name, cfg in self.datasets.items():
+            expected = feed(name).symbol_names
+            if cfg.symbols is not None and cfg.symbols != expected:
+                raise ValueError(f"datasets.{name}.symbols {cfg.symbols} differ from the feed's symbols {expected} "
+                                 "in configs/feeds.yaml: the symbols are set there only")
+            datasets[name] = cfg.model_copy(update={"symbols": expected})
+        object.__setattr__(self, "datasets", datasets)
+        return self
 
 
 # metrics a promotion can recompute from logged per-example predictions (retrain.promotion.METRICS)

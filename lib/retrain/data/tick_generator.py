@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from retrain.data.ticks import (DEFAULT_SYMBOLS, HEADER, NS_PER_DAY, RAW_COLUMNS, SCHEMA, SIDES, TICK_SIZE,
+from retrain.data.ticks import (DEFAULT_SYMBOLS, HEADER, NS_PER_DAY, RAW_COLUMNS, SCHEMA_V1 as SCHEMA, SIDES, TICK_SIZE,
                                 nanoseconds)
 
 

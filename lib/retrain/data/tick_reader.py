@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from retrain import storage
-from retrain.data.ticks import (HEADER, LABELS, PRICES, RAW_COLUMNS, SCHEMA, SIDES, arrow_array, arrow_strings,
+from retrain.data.ticks import (HEADER, LABELS, PRICES, RAW_COLUMNS, SCHEMA_V1 as SCHEMA, SIDES, arrow_array, arrow_strings,
                                 numpy_view, partition_day)
 from retrain.errors import DataFormatError
 

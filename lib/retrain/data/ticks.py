@@ -47,10 +47,16 @@ import pyarrow.compute as pc
 from retrain import storage
 from retrain.errors import DataFormatError
 
-RAW_COLUMNS = ["timestamp", "symbol", "price", "size", "side", "bid", "ask"]
+V1_COLUMNS = ["timestamp", "symbol", "price", "size", "side", "bid", "ask"]  # schema v1, and the equities raw shape
+RAW_COLUMNS = V1_COLUMNS
+RAW_REQUIRED = ["timestamp", "symbol", "bid", "ask"]  # every raw file of schema v2 has these
+TRADE_COLUMNS = ["price", "size", "side"]  # all three or none (none: a quote-only feed)
+RAW_OPTIONAL = ["kind", "trade_id", "venue"]
+COLUMNS = V1_COLUMNS + RAW_OPTIONAL  # the curated columns of schema v2, in order
 PRICES = ["price", "bid", "ask"]
-LABELS = pa.dictionary(pa.int32(), pa.string())  # the type of the label columns: symbol, side
-SCHEMA = pa.schema([
+KINDS = ("quote", "trade")  # the record kinds, as the curated dictionary holds them (sorted)
+LABELS = pa.dictionary(pa.int32(), pa.string())  # the type of the label columns: symbol, side, kind, venue
+SCHEMA_V1 = pa.schema([
     ("timestamp", pa.timestamp("ns", tz="UTC")),
     ("symbol", LABELS),
     ("price", pa.float64()),
@@ -59,7 +65,20 @@ SCHEMA = pa.schema([
     ("bid", pa.float64()),
     ("ask", pa.float64()),
 ])
-SCHEMA_VERSION = 1
+# v2: decimal sizes; price, size and side null on quote rows; an optional trade id and venue per row
+SCHEMA = pa.schema([
+    ("timestamp", pa.timestamp("ns", tz="UTC")),
+    ("symbol", LABELS),
+    ("price", pa.float64()),
+    ("size", pa.float64()),
+    ("side", LABELS),
+    ("bid", pa.float64()),
+    ("ask", pa.float64()),
+    ("kind", LABELS),
+    ("trade_id", pa.string()),
+    ("venue", LABELS),
+])
+SCHEMA_VERSION = 2
 ROWS_PER_FILE = 2_000_000  # curated files per partition: one per started 2 M ticks
 HEADER = ",".join(RAW_COLUMNS)
 SIDES = ("B", "S")
@@ -115,6 +134,47 @@ def partition_day(partition: str | date) -> date:
     except (TypeError, ValueError):
         raise DataFormatError(f"partition {partition!r}", "a tick partition is a UTC day named YYYY-MM-DD",
                               repr(partition)) from None
+
+
+def partition_bounds(partition: str | date, session: tuple[str, str] | None = None) -> tuple[int, int]:
+    """The UTC nanoseconds ``[start, end)`` a partition covers: its UTC day, or with ``session`` = (cut ``HH:MM``,
+    IANA zone) the session ending at the cut on that day, wall clock in that zone, and starting at the cut on
+    the day before (so a session across UTC midnight is one partition; a DST change makes it 23 or 25 hours)."""
+    day = partition_day(partition)
+    if session is None:
+        start = int(datetime.combine(day, time(0), tzinfo=timezone.utc).timestamp()) * 10**9
+        return start, start + NS_PER_DAY
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    cut, zone = time.fromisoformat(session[0]), ZoneInfo(session[1])
+    end = datetime.combine(day, cut, tzinfo=zone)
+    start = datetime.combine(day - timedelta(days=1), cut, tzinfo=zone)
+    return int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9
+
+
+def upgrade(table: pa.Table) -> pa.Table:
+    """A curated partition in :data:`SCHEMA` (v2), whichever schema it was written in: a v1 partition (seven
+    columns, integer sizes, trades only) gets decimal sizes, kind ``trade`` and no trade id or venue. Its rows
+    keep their order (v1 order is v2 order: no v1 row has a trade id or venue to sort on)."""
+    if "kind" in table.column_names:
+        return table
+    if table.column_names != V1_COLUMNS:
+        raise DataFormatError("curated tick partition", f"columns must be {V1_COLUMNS} (v1) or {COLUMNS} (v2)",
+                              str(table.column_names))
+    n = table.num_rows
+    kind = pa.DictionaryArray.from_arrays(arrow_array(np.ones(n, np.int32)), arrow_strings(list(KINDS)))
+    columns = [table[name] for name in V1_COLUMNS]
+    columns[3] = columns[3].cast(pa.float64())
+    columns += [kind, pa.nulls(n, pa.string()), pa.nulls(n, LABELS)]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def read_partition(snapshot) -> pa.Table:
+    """A committed partition version's ticks in :data:`SCHEMA` (v2), whichever schema it was written in."""
+    from retrain import snapshots
+
+    return upgrade(snapshots.read_parquet(snapshot))
 
 
 def symbols(table: pa.Table) -> list[str]:

@@ -104,7 +104,7 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
     # a new immutable version of the partition, current once committed; the one it replaces stays readable
     snapshot = snapshots.commit(
         DATASET, source_digest, write, rows=table.num_rows, partition=partition, source_files=source,
-        produced_by={"run_id": run_id}, schema_version=ticks.SCHEMA_VERSION,
+        produced_by={"run_id": run_id}, schema_version=2 if "kind" in table.column_names else 1,
         extra={"source_digest": source_digest, "symbols": ticks.symbols(table),
                "replaces": current.version if current else None},
     )

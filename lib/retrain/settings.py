@@ -3,20 +3,22 @@
 Every other module asks :func:`get_settings` instead of reading environment variables, so switching between
 the embedded default and the scale-out profile is a change of environment, not of code.
 
-=======================  ====================================================  =================================
-variable                 meaning                                               default
-=======================  ====================================================  =================================
-RETRAIN_HOME             state of the embedded stack (Airflow home, MLflow)    ``.retrain/`` in the checkout
-RETRAIN_DATA_ROOT        landing/, curated/, quarantine/, archive/, work/      ``$RETRAIN_HOME/data``
-                         (a local path or an ``s3://bucket/prefix`` URI)
-RETRAIN_CONFIG_DIR       workload and promotion YAML                           ``configs/`` in the checkout
-RETRAIN_EXPECTATIONS     Great Expectations suites                             ``expectations/`` in the checkout
-MLFLOW_TRACKING_URI      tracking server or store                              SQLite under ``$RETRAIN_HOME``
-RETRAIN_STORAGE_CONN_ID  Airflow connection of an ``s3://`` data root          ``aws_default``
-RETRAIN_ARRIVALS         ``sensor``: ingest DAGs wait on the landing folder;   ``sensor``
-                         ``sqs``: S3 notifications on an SQS queue start them
-RETRAIN_SQS_QUEUE_URL    the queue S3 sends landing notifications to (sqs)     none
-=======================  ====================================================  =================================
+=========================  ====================================================  =================================
+variable                   meaning                                               default
+=========================  ====================================================  =================================
+RETRAIN_HOME               state of the embedded stack (Airflow home, MLflow)    ``.retrain/`` in the checkout
+RETRAIN_DATA_ROOT          landing/, curated/, quarantine/, archive/, work/      ``$RETRAIN_HOME/data``
+                           (a local path or an ``s3://bucket/prefix`` URI)
+RETRAIN_CONFIG_DIR         workload and promotion YAML                           ``configs/`` in the checkout
+RETRAIN_EXPECTATIONS       Great Expectations suites                             ``expectations/`` in the checkout
+MLFLOW_TRACKING_URI        tracking server or store                              SQLite under ``$RETRAIN_HOME``
+RETRAIN_STORAGE_CONN_ID    Airflow connection of an ``s3://`` data root          ``aws_default``
+RETRAIN_ARRIVALS           ``sensor``: ingest DAGs wait on the landing folder;   ``sensor``
+                           ``sqs``: S3 notifications on an SQS queue start them
+RETRAIN_SQS_QUEUE_URL      the queue S3 sends landing notifications to (sqs)     none
+RETRAIN_SHARD_CACHE        local copies of snapshot files on an object store     ``$RETRAIN_HOME/cache/shards``
+RETRAIN_SHARD_CACHE_BYTES  that cache's bound, least recently used out first   20 GiB
+=========================  ====================================================  =================================
 """
 
 from __future__ import annotations

@@ -204,15 +204,40 @@ def shard_cache() -> Path:
     return Path(os.environ.get("RETRAIN_SHARD_CACHE") or get_settings().home / "cache" / "shards")
 
 
+SHARD_CACHE_BYTES = 20 << 30  # default bound of the shard cache (RETRAIN_SHARD_CACHE_BYTES overrides it)
+SHARD_CACHE_GRACE_SECONDS = 3600  # a file handed out this recently is never pruned: a step may not have opened it yet
+
+
+def shard_cache_bytes() -> int:
+    """The shard cache's bound in bytes (``RETRAIN_SHARD_CACHE_BYTES``; ConfigError on a value that is not one)."""
+    from retrain.errors import ConfigError
+
+    raw = os.environ.get("RETRAIN_SHARD_CACHE_BYTES")
+    if raw is None:
+        return SHARD_CACHE_BYTES
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"RETRAIN_SHARD_CACHE_BYTES must be a number of bytes >= 0 (observed {raw!r})") from None
+    return value
+
+
 def local_file(location: str, sha256: str) -> str:
     """A local path holding exactly the file at ``location``: the file itself when it is local, else a copy in
     :func:`shard_cache` named by its sha256 (downloaded once, checked while it streams, then renamed into place;
-    a copy in the cache has matched its digest)."""
+    a copy in the cache has matched its digest). Each hand-out marks the copy used (its mtime); the cache is
+    then pruned to its bound, least recently used first (:func:`prune_shard_cache`)."""
     if storage.is_local(location):
         return location
     target = shard_cache() / f"{sha256}{Path(storage.name(location)).suffix}"
     if target.exists():
-        return str(target)  # only ever renamed into place once its content matched
+        try:
+            os.utime(target)  # used now: the last to be pruned
+            return str(target)  # only ever renamed into place once its content matched
+        except FileNotFoundError:
+            pass  # pruned by another process a moment ago: downloaded again below
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
     digest = hashlib.sha256()
@@ -227,7 +252,41 @@ def local_file(location: str, sha256: str) -> str:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+    prune_shard_cache()
     return str(target)
+
+
+def prune_shard_cache(limit: int | None = None, *, grace_seconds: float | None = None) -> list[str]:
+    """Remove the least recently used copies until the cache holds at most ``limit`` bytes (default
+    :func:`shard_cache_bytes`); returns the names removed. A copy handed out within ``grace_seconds`` (default
+    :data:`SHARD_CACHE_GRACE_SECONDS`) stays even
+    over the bound: a step that was given its path may not have opened it yet (an open or memory-mapped copy
+    stays readable after its unlink anyway). A removed copy is downloaded again, checked, when next needed."""
+    import time
+
+    limit = shard_cache_bytes() if limit is None else limit
+    grace_seconds = SHARD_CACHE_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    folder = shard_cache()
+    entries = []
+    for path in folder.iterdir() if folder.exists() else ():
+        if path.name.startswith("."):
+            continue  # a download in progress
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    removed, now = [], time.time()
+    for used, size, path in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        if now - used < grace_seconds:
+            break  # everything after this one was used more recently still
+        path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path.name)
+    return removed
 
 
 def verify(snapshot: Snapshot, expected_sha256: str | None = None) -> None:

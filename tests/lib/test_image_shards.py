@@ -3,19 +3,21 @@ shard by shard, idempotent retries, older snapshots extended in place, and train
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from retrain import snapshots
+from retrain import snapshots, storage
 from retrain.data import images, mnist
-from retrain.errors import SnapshotError
+from retrain.errors import ConfigError, SnapshotError
 from retrain.ingest import images as ingest
 from retrain.ingest import landing
 
@@ -302,6 +304,36 @@ def test_remote_shards_are_cached_once_and_checked(tmp_path, monkeypatch):
     with pytest.raises(SnapshotError, match="sha256 must match"):
         snapshots.local_file("s3://bucket/curated/mnist/shards/y.npy", "0" * 64)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"{digest}.npy"], "no partial file left"
+
+
+def test_the_shard_cache_keeps_to_its_bound_least_recently_used_first(monkeypatch, tmp_path):
+    import io
+
+    payloads = {f"s3://bucket/curated/power/month={m}.parquet": bytes([m]) * 1000 for m in (1, 2, 3, 4)}
+    monkeypatch.setenv("RETRAIN_SHARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RETRAIN_SHARD_CACHE_BYTES", "2500")
+    monkeypatch.setattr(snapshots, "SHARD_CACHE_GRACE_SECONDS", 0)
+    monkeypatch.setattr(storage, "open_stream", lambda location: contextlib.nullcontext(io.BytesIO(payloads[location])))
+    digest = {loc: hashlib.sha256(data).hexdigest() for loc, data in payloads.items()}
+    first, second, third, fourth = payloads
+    paths = {}
+    for age, location in zip((300, 200), (first, second)):
+        paths[location] = snapshots.local_file(location, digest[location])
+        os.utime(paths[location], (time.time() - age, time.time() - age))
+    assert snapshots.local_file(first, digest[first]) == paths[first]  # a hit: first is now the most recent
+    paths[third] = snapshots.local_file(third, digest[third])  # 3000 bytes > 2500: the least recent goes
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert cached == sorted(Path(paths[loc]).name for loc in (first, third)), "second was used least recently"
+    # a copy handed out within the grace period stays even over the bound (a step may not have opened it yet)
+    monkeypatch.setattr(snapshots, "SHARD_CACHE_GRACE_SECONDS", 3600)
+    snapshots.local_file(fourth, digest[fourth])
+    assert len(list((tmp_path / "cache").iterdir())) == 3
+    assert snapshots.prune_shard_cache(0, grace_seconds=0) and not list((tmp_path / "cache").iterdir())
+    # a pruned copy is downloaded again, checked, when next needed
+    assert Path(snapshots.local_file(second, digest[second])).read_bytes() == payloads[second]
+    monkeypatch.setenv("RETRAIN_SHARD_CACHE_BYTES", "lots")
+    with pytest.raises(ConfigError, match="RETRAIN_SHARD_CACHE_BYTES must be a number of bytes >= 0 \\(observed 'lots'\\)"):
+        snapshots.shard_cache_bytes()
 
 
 # ---------------------------------------------------------------------------------------------------------

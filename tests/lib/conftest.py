@@ -17,8 +17,14 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"  # the machine's Post
 
 
 def _reset() -> None:
+    """Forget every cached reading of the environment, the configs, the suites and the tracking setup."""
+    from retrain import promotion, quality, tracking
+
     settings.reset_settings()
     config.load.cache_clear()
+    promotion.load_policies.cache_clear()
+    quality.load_suite.cache_clear()
+    tracking._configured.cache_clear()
 
 
 @contextlib.contextmanager

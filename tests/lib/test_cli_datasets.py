@@ -8,45 +8,30 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from datetime import date
 from pathlib import Path
 
 import pytest
-import yaml
 
-from retrain import cli, config, settings
+from retrain import cli, config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _reset() -> None:
-    from retrain import promotion, tracking
-
-    settings.reset_settings()
-    config.load.cache_clear()
-    promotion.load_policies.cache_clear()
-    tracking._configured.cache_clear()
-
-
 @pytest.fixture
-def world(tmp_path, monkeypatch):
+def world(tmp_path, monkeypatch, edit_config):
     """An empty RETRAIN_HOME, a SQLite MLflow store, and a copy of configs/ whose CNNs train one epoch."""
-    folder = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", folder)
-    path = folder / "image_dl_training.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for block in raw["datasets"].values():
-        block["loop"] |= {"epochs": 1, "batch_size": 64}
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    for key, value in {"RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_CONFIG_DIR": str(folder),
+    for key, value in {"RETRAIN_HOME": str(tmp_path / "home"),
                        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("RETRAIN_DATA_ROOT", raising=False)
-    _reset()
-    yield tmp_path
-    monkeypatch.undo()
-    _reset()
+
+    def one_epoch(raw):
+        for block in raw["datasets"].values():
+            block["loop"] |= {"epochs": 1, "batch_size": 64}
+
+    edit_config("image_dl_training", one_epoch)  # and forgets whatever was read before
+    return tmp_path
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -196,16 +181,12 @@ def test_an_image_train_split_smaller_than_training_needs_fails_the_gate_naming_
             "after the validation share 0.1) (observed: 70 images)") in err, err
 
 
-def test_a_tick_window_too_thin_to_train_fails_the_gate_naming_the_minimum(world, capsys):
+def test_a_tick_window_too_thin_to_train_fails_the_gate_naming_the_minimum(world, capsys, edit_config):
     """Days that pass the suite (every symbol >= 1000 ticks) but whose training days hold fewer bars than the
     config's min_train_examples fail at the gate, not in prepare."""
     from retrain import samples
 
-    path = world / "configs" / "time_series_training.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw["datasets"]["ticks"]["min_train_examples"] = 5000
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    _reset()
+    edit_config("time_series_training", lambda raw: raw["datasets"]["ticks"].update(min_train_examples=5000))
     folders = samples.ticks(str(world / "thin"), start=date(2026, 3, 2), days=3, ticks_per_day=8_000, seed=5)
     _land_and_ingest(capsys, "ticks", [Path(f) for f in folders])
     code, out, err = run(capsys, "gate", "ticks", "2026-03-04")

@@ -13,46 +13,29 @@ import pytest
 import yaml
 
 import toy_regression_workload as toy
-from retrain import assets, catalog, cli, config, settings
+from retrain import assets, catalog, cli
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _reset() -> None:
-    from retrain import promotion, tracking
-
-    settings.reset_settings()
-    config.load.cache_clear()
-    promotion.load_policies.cache_clear()
-    tracking._configured.cache_clear()
-
-
 @pytest.fixture
-def fifth_model(tmp_path, monkeypatch):
+def fifth_model(tmp_path, monkeypatch, config_dir, edit_config):
     """The toy model's catalog entries, its config, quality suite and promotion policy (copies of configs/ and
     expectations/ with its files added), an empty RETRAIN_HOME and a SQLite MLflow store."""
     for entry in toy.ENTRIES:
         table = {catalog.WorkloadEntry: catalog.WORKLOADS, catalog.DatasetEntry: catalog.DATASETS,
                  catalog.ModelEntry: catalog.MODELS}[type(entry)]
         monkeypatch.setitem(table, entry.name, entry)
-    configs, suites = tmp_path / "configs", tmp_path / "expectations"
-    shutil.copytree(REPO / "configs", configs)
+    suites = tmp_path / "expectations"
     shutil.copytree(REPO / "expectations", suites)
-    (configs / f"{toy.WORKLOAD}.yaml").write_text(yaml.safe_dump(toy.CONFIG))
+    (config_dir / f"{toy.WORKLOAD}.yaml").write_text(yaml.safe_dump(toy.CONFIG))
     (suites / f"{toy.DATASET}.json").write_text(json.dumps(toy.SUITE))
-    promotion_yaml = configs / "promotion.yaml"
-    raw = yaml.safe_load(promotion_yaml.read_text())
-    raw["models"][toy.MODEL] = toy.POLICY
-    promotion_yaml.write_text(yaml.safe_dump(raw, sort_keys=False))
-    for key, value in {"RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_CONFIG_DIR": str(configs),
-                       "RETRAIN_EXPECTATIONS": str(suites),
+    for key, value in {"RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_EXPECTATIONS": str(suites),
                        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("RETRAIN_DATA_ROOT", raising=False)
-    _reset()
-    yield tmp_path
-    monkeypatch.undo()
-    _reset()
+    edit_config("promotion", lambda raw: raw["models"].update({toy.MODEL: toy.POLICY}))
+    return tmp_path
 
 
 def run(capsys, *argv: str) -> tuple[int, dict | None, str]:

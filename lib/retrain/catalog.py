@@ -62,7 +62,6 @@ class ModelEntry:
     postprocess: str | None = None  # "module:function(output) -> labels" when scores are not labels
     policy: str | None = None  # its policy in configs/promotion.yaml (default: the model's name)
     scoring_queue: str = "default"  # the queue whose workers can score it (PyTorch lives on `gpu` workers)
-    scoring_pool: str | None = None  # a pool slot scoring takes (None: none)
 
     @property
     def policy_name(self) -> str:

@@ -195,7 +195,7 @@ def symbols(table: pa.Table) -> list[str]:
 _PARQUET_OPTIONS = {
     "compression": "zstd",
     "row_group_size": 1 << 20,
-    "use_dictionary": ["symbol", "side", "size"],
+    "use_dictionary": ["symbol", "side", "size", "kind", "venue"],
     "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
     "write_statistics": ["timestamp", "symbol"],
 }

@@ -195,6 +195,19 @@ def test_the_fast_paths_give_the_general_sort_on_all_ten_columns(monkeypatch):
     assert frame.groupby("symbol", observed=True)["timestamp"].apply(lambda s: s.is_monotonic_increasing).all()
 
 
+def test_a_trade_file_and_a_quote_file_in_feed_order_keep_each_row_its_kind():
+    """Each file's kind is one value throughout (trade, then quote); together they are not, and the grouping
+    by symbol must move the kinds with their rows."""
+    trades = _csv(ticks.HEADER, ["2024-01-02T10:00:00Z,AAPL,190.01,100,B,190.00,190.01",
+                                 "2024-01-02T10:00:01Z,MSFT,410.01,5.5,S,410.00,410.01"])
+    quotes = _csv("timestamp,symbol,bid,ask,venue", ["2024-01-02T10:00:02Z,AAPL,190.01,190.02,XNAS",
+                                                     "2024-01-02T10:00:03Z,MSFT,410.02,410.03,XNAS"])
+    table = tick_reader.normalize_partition([("a.csv", trades), ("b.csv", quotes)], PARTITION)
+    assert [(r["symbol"], r["kind"], r["size"], r["venue"]) for r in table.to_pylist()] == [
+        ("AAPL", "trade", 100.0, None), ("AAPL", "quote", None, "XNAS"),
+        ("MSFT", "trade", 5.5, None), ("MSFT", "quote", None, "XNAS")]
+
+
 # --------------------------------------------------------------------------------------------------------
 # the source time zone
 

@@ -599,15 +599,33 @@ def _sorted(parts: list[pa.Table]) -> pa.Table:
         # block by block, so no column is ever copied whole.
         symbols = table["symbol"].combine_chunks().dictionary
         bounds = _block_bounds(table["timestamp"], len(symbols))
-        blocks = {name: _blocks(table[name], bounds) for name in COLUMNS if name != "symbol"}
+        same = {name: table[name] for name in COLUMNS if name != "symbol" and _same_everywhere(table[name])}
+        blocks = {name: _blocks(table[name], bounds) for name in COLUMNS if name != "symbol" and name not in same}
         del table
-        return _group_by_symbol(blocks, codes, bounds, symbols)
+        return _group_by_symbol(blocks, codes, bounds, symbols, same)
     order = sort_order(table)
     if np.all(order[1:] > order[:-1]):
         return table
     columns = table.columns
     del table
     return _take(columns, order)
+
+
+def _same_everywhere(column: pa.ChunkedArray) -> bool:
+    """Whether every row holds the same value, or none: any order of the rows leaves such a column as it is
+    (the columns a feed does not send, kind without a kind column), so it is not reordered at all."""
+    if column.null_count == len(column):
+        return True
+    if column.null_count or not pa.types.is_dictionary(column.type):
+        return False
+    values = set()  # each chunk's one value (chunks may have different dictionaries)
+    for chunk in column.chunks:
+        codes = numpy_view(chunk.indices)
+        if len(codes):
+            if codes.min() != codes.max():
+                return False
+            values.add(chunk.dictionary[int(codes[0])].as_py())
+    return len(values) <= 1
 
 
 def _in_feed_order(column: pa.ChunkedArray, codes: np.ndarray) -> bool:
@@ -664,9 +682,10 @@ def _blocks(column: pa.ChunkedArray, bounds: np.ndarray) -> list[pa.Array]:
 
 
 def _group_by_symbol(blocks: dict[str, list[pa.Array]], codes: np.ndarray, bounds: np.ndarray,
-                     symbols: pa.Array) -> pa.Table:
+                     symbols: pa.Array, same: dict[str, pa.ChunkedArray]) -> pa.Table:
     """Rows grouped by symbol code, stably: each block is reordered on its own (while it is in cache) and its
-    runs are chained per symbol. The lists in ``blocks`` are emptied as they go, releasing each source block."""
+    runs are chained per symbol. The lists in ``blocks`` are emptied as they go, releasing each source block.
+    The columns in ``same`` hold one value (or none) in every row and are kept as they are."""
     count = len(symbols)
     local = []
     for lo, hi in zip(bounds, bounds[1:]):
@@ -690,7 +709,7 @@ def _group_by_symbol(blocks: dict[str, list[pa.Array]], codes: np.ndarray, bound
         grouped = dict(zip(blocks, pool.map(group, list(blocks))))
     symbol = np.repeat(np.arange(count, dtype=np.int32), np.bincount(codes, minlength=count))
     grouped["symbol"] = pa.DictionaryArray.from_arrays(arrow_array(symbol), symbols)
-    return pa.Table.from_arrays([grouped[name] for name in COLUMNS], schema=SCHEMA)
+    return pa.Table.from_arrays([same[name] if name in same else grouped[name] for name in COLUMNS], schema=SCHEMA)
 
 
 def _take(columns: list[pa.ChunkedArray], order: np.ndarray) -> pa.Table:
@@ -700,7 +719,7 @@ def _take(columns: list[pa.ChunkedArray], order: np.ndarray) -> pa.Table:
 
     def take(i: int) -> pa.ChunkedArray:
         column, columns[i] = columns[i], None
-        return column.take(indices)
+        return column if _same_everywhere(column) else column.take(indices)
 
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         return pa.Table.from_arrays(list(pool.map(take, range(len(columns)))), schema=SCHEMA)

@@ -348,12 +348,33 @@ def _dictionary(codes: np.ndarray, values: list[str]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(indices, arrow_strings(values))
 
 
+# Nulls are read from validity bitmaps in numpy: ``to_numpy`` of an array with nulls, or a Python scalar handed
+# to a compute function, imports pandas (a quarter of a second in a fresh worker; see retrain.data.ticks).
+
+
+def _missing(array: pa.Array) -> np.ndarray:
+    """Which rows of an array are null, as numpy booleans."""
+    if not array.null_count:
+        return np.zeros(len(array), dtype=bool)
+    bitmap = array.buffers()[0]
+    if bitmap is None:  # an array of type null
+        return np.ones(len(array), dtype=bool)
+    bits = np.unpackbits(np.frombuffer(bitmap, np.uint8), count=array.offset + len(array), bitorder="little")
+    return bits[array.offset:] == 0
+
+
+def _missing_rows(column: pa.ChunkedArray) -> np.ndarray:
+    return np.concatenate([_missing(c) for c in column.chunks] or [np.zeros(0, dtype=bool)])
+
+
 def _chunk_codes(chunk: pa.DictionaryArray) -> np.ndarray:
     """A dictionary chunk's indices as numpy; a null row gets ``len(dictionary)`` (one past the last value)."""
     indices = chunk.indices
-    if indices.null_count:
-        indices = pc.fill_null(indices, len(chunk.dictionary))
-    return numpy_view(indices)
+    if not indices.null_count:
+        return numpy_view(indices)
+    width = indices.type.bit_width // 8
+    values = np.frombuffer(indices.buffers()[1], np.dtype(f"i{width}"), len(indices), indices.offset * width)
+    return np.where(_missing(indices), len(chunk.dictionary), values)
 
 
 def _labels(column: pa.ChunkedArray, name: str, file: str) -> pa.DictionaryArray:
@@ -419,7 +440,7 @@ def _kinds(table: pa.Table, file: str) -> pa.DictionaryArray:
             raise DataFormatError(file, _TRADE_NEEDS,
                                   f"data row {row + 1}, kind 'trade' in a file without price, size and side columns")
         return kind
-    empty = {name: pc.is_null(table[name]).to_numpy(zero_copy_only=False) for name in TRADE_COLUMNS}
+    empty = {name: _missing_rows(table[name]) for name in TRADE_COLUMNS}
     first: tuple[int, str, str] | None = None  # the first offending (row, column, rule)
     for name in TRADE_COLUMNS:
         for rule, wrong in ((_TRADE_NEEDS, empty[name] & trade), (_QUOTE_CARRIES, ~empty[name] & ~trade)):
@@ -437,11 +458,20 @@ def _kinds(table: pa.Table, file: str) -> pa.DictionaryArray:
 
 
 def _trade_ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Trade ids as strings; an empty one is none (null)."""
+    """Trade ids as strings; an empty one (quoted in CSV, or in parquet) is none (null)."""
     if column.type != pa.string():
         column = column.cast(pa.string())
-    empty = pc.equal(column, "")
-    return pc.if_else(empty, pa.scalar(None, pa.string()), column) if pc.any(empty).as_py() else column
+    chunks = []
+    for chunk in column.chunks:
+        n = len(chunk)
+        if n > chunk.null_count:
+            offsets = np.frombuffer(chunk.buffers()[1], np.int32, n + 1, chunk.offset * 4)
+            empty = (offsets[1:] == offsets[:-1]) & ~_missing(chunk)
+            if empty.any():
+                keep = pa.py_buffer(np.packbits(~empty, bitorder="little"))
+                chunk = pc.if_else(pa.Array.from_buffers(pa.bool_(), n, [None, keep]), chunk, pa.nulls(n, pa.string()))
+        chunks.append(chunk)
+    return pa.chunked_array(chunks, pa.string())
 
 
 def _normalise(table: pa.Table, timestamp: pa.ChunkedArray, file: str) -> pa.Table:

@@ -1,9 +1,10 @@
 """Tick direction model: bars from a window of partitions, walk-forward LightGBM, baselines beside it.
 
-Each partition (one UTC day of ticks) becomes bars per symbol (``bar_seconds``, one minute by default): OHLC
-of the mid price, volume, buy and sell volume, tick count and mean spread. Features at bar t are log
-returns, rolling volatility and momentum, spread, range, activity and order imbalance ((buy - sell volume)
-/ total), all computed from bars up to and including t. The label is the direction of the next bar's
+Each partition (one UTC day of ticks, trades and quotes alike) becomes bars per symbol (``bar_seconds``, one
+minute by default): OHLC of the mid price, volume, buy and sell volume (from trades only: a quote-only feed
+has none), tick count and mean spread. Features at bar t are log returns, rolling volatility and momentum,
+spread, range, activity and order imbalance ((buy - sell volume) / total; 0, or missing over a rolling
+window, without volume), all computed from bars up to and including t. The label is the direction of the next bar's
 mid-price return (1 = up, 0 = down or flat). Bars, features and labels never cross a partition boundary:
 the overnight gap is not a one-minute return, and it keeps train and test days apart.
 

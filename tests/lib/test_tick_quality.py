@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from retrain import config, quality
+from retrain import config, quality, settings
 from retrain.data import tick_generator, tick_quality, ticks
-from retrain.errors import DataQualityError
+from retrain.errors import ConfigError, DataQualityError
 from retrain.workloads import timeseries
 
 DATASET = "ticks"
@@ -413,3 +413,22 @@ def test_a_repeated_failure_is_listed_once():
     assert str(error) == ("ticks window 2024-01-01..2024-01-03 failed 1 expectation(s):\n"
                           "  - 2024-01-03: a rule (observed: 1)")
     assert error.failures == [failure]
+
+
+def test_the_suite_takes_its_symbols_from_the_caller_and_knows_its_scopes(equities, tmp_path, monkeypatch):
+    frame = tick_quality.quality_frame(_v2(equities), PARTITION, EQUITIES)
+    with pytest.raises(ConfigError, match=r"ticks.json: the suite takes \['symbols'\] from its caller"):
+        quality.validate(DATASET, frame, version=PARTITION)
+    spec = json.loads(quality.suite_path(DATASET).read_text())
+    spec["expectations"][-1]["meta"]["scope"] = "day"
+    (tmp_path / "ticks.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("RETRAIN_EXPECTATIONS", str(tmp_path))
+    settings.reset_settings()
+    quality.load_suite.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="meta.scope must be 'partition' or 'window' \\(got 'day'\\)"):
+            quality.load_suite(DATASET)
+    finally:
+        monkeypatch.undo()
+        settings.reset_settings()
+        quality.load_suite.cache_clear()

@@ -47,13 +47,24 @@ class SnapshotError(RetrainError):
 class DataQualityError(RetrainError):
     """A snapshot failed its quality gate. Never retried: the data will not change."""
 
-    def __init__(self, dataset: str, version: str, failures: list[dict], report_path: str | None = None):
-        self.dataset, self.version, self.failures, self.report_path = dataset, version, failures, report_path
-        lines = [f"{dataset} snapshot {version} failed {len(failures)} expectation(s):"]
-        lines += [f"  - {f['expectation']} on {f['column']}: {f['rule']} (observed: {f['observed']})" for f in failures]
+    def __init__(self, dataset: str, version: str, failures: list[dict], report_path: str | None = None, *,
+                 what: str = "snapshot"):
+        """``failures``: dicts with ``rule`` and ``observed``, and ``partition`` (a failure of one partition of
+        a window, or of the window itself) or ``expectation`` and ``column``; ``what``: what ``version`` names
+        (a snapshot, or a window of partitions)."""
+        unique = list({_failure_line(f): f for f in failures}.items())  # a failure repeated says nothing more
+        self.dataset, self.version, self.failures, self.report_path = dataset, version, [f for _, f in unique], report_path
+        lines = [f"{dataset} {what} {version} failed {len(unique)} expectation(s):"]
+        lines += [f"  - {line}" for line, _ in unique]
         if report_path:
             lines.append(f"  report: {report_path}")
         super().__init__("\n".join(lines))
+
+
+def _failure_line(failure: dict) -> str:
+    if "partition" in failure:  # the partition first, then the rule and its observed value, once
+        return f"{failure['partition']}: {failure['rule']} (observed: {failure['observed']})"
+    return f"{failure['expectation']} on {failure['column']}: {failure['rule']} (observed: {failure['observed']})"
 
 
 _RETRYABLE_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH,

@@ -3,7 +3,9 @@
 This is the only module that imports Great Expectations. A gate validates one pandas frame (the snapshot's
 rows plus any derived columns the dataset's ``quality_frame`` adds) against ``expectations/<dataset>.json``,
 writes a JSON and a Markdown report, and raises :class:`~retrain.errors.DataQualityError` listing every
-failed expectation with its rule and observed value.
+failed expectation with its rule and observed value. A suite may hold expectations of another scope
+(``meta.scope``: ``window``, validated on a training window's examples) and take values from its caller
+(``{"$PARAMETER": name}``).
 """
 
 from __future__ import annotations
@@ -74,9 +76,14 @@ def _gx():
     return gx, context
 
 
+PARTITION, WINDOW = "partition", "window"  # the scopes of an expectation (meta.scope; none = partition)
+
+
 @functools.cache
-def load_suite(dataset: str):
-    """The dataset's suite as a GX ``ExpectationSuite`` (unknown expectation types are a ConfigError)."""
+def load_suite(dataset: str, scope: str = PARTITION):
+    """The dataset's suite as a GX ``ExpectationSuite`` (unknown expectation types are a ConfigError): the
+    expectations of ``scope``. An expectation's ``meta.scope`` says what it validates: ``partition`` (the
+    default: a snapshot or one partition) or ``window`` (a training window's prepared examples, ticks)."""
     gx, _ = _gx()
     from great_expectations.expectations.registry import get_expectation_impl
 
@@ -89,24 +96,40 @@ def load_suite(dataset: str):
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     expectations = []
     for index, entry in enumerate(spec.get("expectations", [])):
+        meta = entry.get("meta") or {}
+        if meta.get("scope", PARTITION) not in (PARTITION, WINDOW):
+            raise ConfigError(f"{path}: expectation #{index} ({entry.get('type')!r}): meta.scope must be "
+                              f"{PARTITION!r} or {WINDOW!r} (got {meta['scope']!r})")
+        if meta.get("scope", PARTITION) != scope:
+            continue
         try:
             impl = get_expectation_impl(entry["type"])
-            expectations.append(impl(**entry.get("kwargs", {}), meta=entry.get("meta") or {}))
+            expectations.append(impl(**entry.get("kwargs", {}), meta=meta))
         except Exception as exc:  # GX raises several types for bad configurations
             raise ConfigError(f"{path}: expectation #{index} ({entry.get('type')!r}) is invalid: {exc}") from None
     return gx.ExpectationSuite(name=spec.get("name", dataset), expectations=expectations, meta=spec.get("meta") or {})
+
+
+def suite_parameters(suite) -> set[str]:
+    """The names a suite's expectations take from the caller (``{"$PARAMETER": name}`` in a kwarg)."""
+    return {value["$PARAMETER"] for expectation in suite.expectations
+            for value in expectation.configuration.kwargs.values()
+            if isinstance(value, dict) and "$PARAMETER" in value}
 
 
 def _describe(result) -> dict:
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "result_format")}
     outcome = result.result or {}
-    bounds = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k in ("min_value", "max_value", "mostly", "value_set", "type_list"))
-    if "observed_value" in outcome:
+    bounds = ", ".join(f"{k}={kwargs[k]}" for k in ("min_value", "max_value", "mostly", "value_set", "type_list")
+                       if k in kwargs)
+    if config.type.startswith("expect_column_distinct_values") and _set_difference(outcome):
+        observed = _set_difference(outcome)
+    elif "observed_value" in outcome:
         observed = outcome["observed_value"]
     elif "unexpected_count" in outcome:
         observed = (
-            f"{outcome.get('unexpected_count')} unexpected ({outcome.get('unexpected_percent', 0):.3g}%), "
+            f"{outcome.get('unexpected_count')} unexpected ({outcome.get('unexpected_percent') or 0:.3g}%), "
             f"e.g. {outcome.get('partial_unexpected_list', [])[:5]}"
         )
     else:
@@ -121,7 +144,20 @@ def _describe(result) -> dict:
     }
 
 
+def _set_difference(outcome: dict) -> str | None:
+    """What a set expectation found (GX observes no value for them): the values missing from the set and
+    those outside it, e.g. ``missing [GOOG], unexpected [TSLA]``."""
+    if outcome.get("observed_value") is not None:
+        return None
+    found = [f"{word} [{', '.join(sorted(map(str, outcome[key])))}]"
+             for word, key in (("missing", "partial_missing_list"), ("unexpected", "partial_unexpected_list"))
+             if outcome.get(key)]
+    return ", ".join(found) or None
+
+
 def _jsonable(value):
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # a numpy scalar, as the number it is
     try:
         json.dumps(value)
         return value
@@ -129,10 +165,17 @@ def _jsonable(value):
         return str(value)
 
 
-def validate(dataset: str, frame, *, version: str, report_dir: str | None = None) -> GateReport:
-    """Validate ``frame`` with the dataset's suite; write reports when ``report_dir`` is given."""
+def validate(dataset: str, frame, *, version: str, report_dir: str | None = None, scope: str = PARTITION,
+             parameters: dict | None = None) -> GateReport:
+    """Validate ``frame`` with the dataset's suite (its expectations of ``scope``); write reports when
+    ``report_dir`` is given. ``parameters``: the values the suite names as ``{"$PARAMETER": name}`` (the tick
+    suite's symbols come from the feed settings)."""
     gx, context = _gx()
-    suite = load_suite(dataset)
+    suite = load_suite(dataset, scope)
+    missing = suite_parameters(suite) - set(parameters or {})
+    if missing:
+        raise ConfigError(f"{suite_path(dataset)}: the suite takes {sorted(missing)} from its caller, "
+                          f"which gave {sorted(parameters or {})}")
     source_name = f"retrain_{dataset}"
     try:
         source = context.data_sources.get(source_name)
@@ -151,7 +194,7 @@ def validate(dataset: str, frame, *, version: str, report_dir: str | None = None
 
     started = time.perf_counter()
     validator = Validator(batch_definition, result_format=_RESULT_FORMAT, batch_parameters={"dataframe": frame})
-    outcome = validator.validate_expectation_suite(suite)
+    outcome = validator.validate_expectation_suite(suite, parameters or None)
     seconds = time.perf_counter() - started
 
     results = [_describe(r) for r in outcome.results]

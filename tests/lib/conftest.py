@@ -71,6 +71,21 @@ def retrain_home(tmp_path, monkeypatch) -> Path:
     _reset()
 
 
+@pytest.fixture(scope="module")
+def repo_expectations():
+    """The repo's expectations/ (default settings), whatever the surrounding environment says; for modules
+    that validate with the repo's suites (``pytestmark = pytest.mark.usefixtures("repo_expectations")``)."""
+    from retrain import quality
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("RETRAIN_EXPECTATIONS", raising=False)
+        settings.reset_settings()
+        quality.load_suite.cache_clear()
+        yield
+    settings.reset_settings()
+    quality.load_suite.cache_clear()
+
+
 @pytest.fixture
 def config_dir(tmp_path, monkeypatch):
     """A writable copy of the repo's configs/, used as RETRAIN_CONFIG_DIR."""

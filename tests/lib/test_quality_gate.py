@@ -9,24 +9,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from retrain import quality, settings
+from retrain import quality
 from retrain.data import power
 from retrain.errors import DataQualityError
 
 DATASET = "household_power"
 ROWS = 3 * 1440 + 100  # starts 16/12/2006 17:24: days 17/12 and 18/12 are complete
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _repo_expectations():
-    """The repo's expectations/ (default settings), whatever the surrounding environment says."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("RETRAIN_EXPECTATIONS", raising=False)
-        settings.reset_settings()
-        quality.load_suite.cache_clear()
-        yield
-    settings.reset_settings()
-    quality.load_suite.cache_clear()
+pytestmark = pytest.mark.usefixtures("repo_expectations")
 
 
 @pytest.fixture(scope="module")

@@ -1,39 +1,23 @@
-"""Tick data: generator, strict reader, partition normalisation and the quality gate (expectations/ticks.json)."""
+"""Tick data: generator, strict reader and partition normalisation (the quality gate: test_tick_quality.py)."""
 
 from __future__ import annotations
 
 import io
-import json
 from datetime import date, datetime, time, timezone
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from retrain import quality, settings
 from retrain.data import tick_generator, tick_reader, ticks
-from retrain.errors import DataFormatError, DataQualityError
+from retrain.errors import DataFormatError
 
-DATASET = "ticks"
 DAY = date(2024, 1, 2)
 PARTITION = DAY.isoformat()
 SYMBOLS = list(ticks.DEFAULT_SYMBOLS)
 TICKS = 80_000  # 4 symbols x ~20k ticks
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _repo_expectations():
-    """The repo's expectations/ (default settings), whatever the surrounding environment says."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("RETRAIN_EXPECTATIONS", raising=False)
-        settings.reset_settings()
-        quality.load_suite.cache_clear()
-        yield
-    settings.reset_settings()
-    quality.load_suite.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -329,118 +313,3 @@ def test_a_wrong_delimiter_is_refused():
 def test_a_partition_is_a_utc_day():
     with pytest.raises(DataFormatError, match="YYYY-MM-DD"):
         tick_reader.normalize_partition([("a.csv", _csv([ROW]))], "20240102")
-
-
-# --------------------------------------------------------------------------------------------------------
-# quality frame and gate
-
-
-def _gate(table: pa.Table, partition: str = PARTITION, report_dir=None) -> quality.GateReport:
-    return quality.validate(DATASET, ticks.quality_frame(table, partition), version="test",
-                            report_dir=str(report_dir) if report_dir else None)
-
-
-def _failures(table: pa.Table, partition: str = PARTITION) -> tuple[DataQualityError, dict[tuple[str, str], dict]]:
-    report = _gate(table, partition)
-    assert not report.success
-    with pytest.raises(DataQualityError) as info:
-        quality.enforce(report)
-    assert info.value.dataset == DATASET and info.value.failures == report.failures
-    return info.value, {(f["expectation"], f["column"]): f for f in info.value.failures}
-
-
-def _set(table: pa.Table, column: str, rows, value) -> pa.Table:
-    values = table[column].to_numpy().copy()
-    values[rows] = value
-    return table.set_column(table.schema.get_field_index(column), column, pa.array(values))
-
-
-def test_quality_frame_derives_the_checked_columns(curated):
-    frame = ticks.quality_frame(curated, PARTITION)
-    assert list(frame.columns) == ticks.RAW_COLUMNS + ["spread", "spread_bps", "in_partition", "step_ns",
-                                                       "duplicate", "symbol_ticks"]
-    symbols = frame["symbol"].astype(str)
-    first = ~symbols.duplicated()
-    assert frame.loc[first, "step_ns"].isna().all() and (frame.loc[~first, "step_ns"] > 0).all()
-    assert (frame["symbol_ticks"] == symbols.map(symbols.value_counts())).all()
-    assert frame["in_partition"].eq(1).all() and frame["duplicate"].eq(0).all()
-    mid = (frame["bid"] + frame["ask"]) / 2
-    np.testing.assert_allclose(frame["spread_bps"], (frame["ask"] - frame["bid"]) / mid * 1e4)
-
-
-def test_good_partition_passes_and_writes_reports(curated, tmp_path):
-    report = _gate(curated, report_dir=tmp_path)
-    assert report.success, report.failures
-    assert report.evaluated == len(json.loads(quality.suite_path(DATASET).read_text())["expectations"])
-    assert "Verdict: PASSED" in (tmp_path / "quality_report.md").read_text()
-
-
-@pytest.mark.parametrize("price", [-1.5, 0.0])
-def test_non_positive_price_fails(curated, price):
-    error, failures = _failures(_set(curated, "price", 10, price))
-    failure = failures[("expect_column_min_to_be_between", "price")]
-    assert failure["observed"] == price and "trade prices are positive" in failure["rule"]
-    assert f"observed: {price}" in str(error)
-
-
-@pytest.mark.parametrize("spread", [0.0, -0.02])
-def test_bid_at_or_above_ask_fails(curated, spread):
-    bid = curated["bid"][20].as_py()
-    error, failures = _failures(_set(curated, "ask", 20, bid + spread))
-    failure = failures[("expect_column_min_to_be_between", "spread")]
-    assert failure["observed"] == pytest.approx(spread) and "bid < ask" in failure["rule"]
-    assert "spread" in str(error)
-
-
-def test_a_spread_too_wide_fails(curated):
-    bid = curated["bid"][30].as_py()
-    _, failures = _failures(_set(curated, "ask", 30, bid * 1.01))
-    assert failures[("expect_column_max_to_be_between", "spread_bps")]["observed"] == pytest.approx(100, rel=0.01)
-
-
-def test_ticks_outside_the_partition_day_fail(curated):
-    late = curated.slice(curated.num_rows - 5)  # the last symbol's last ticks, moved past midnight
-    moved = late.set_column(0, "timestamp", pc.add(late["timestamp"], pa.scalar(pd.Timedelta(hours=6))))
-    table = pa.concat_tables([curated.slice(0, curated.num_rows - 5), moved])
-    error, failures = _failures(table)
-    failure = failures[("expect_column_min_to_be_between", "in_partition")]
-    assert float(failure["observed"]) == 0 and "inside the partition's UTC day" in failure["rule"]
-    assert set(failures) == {("expect_column_min_to_be_between", "in_partition")}
-    # the same ticks validated as the wrong partition: every tick is outside
-    _, failures = _failures(curated, "2024-01-03")
-    assert ("expect_column_min_to_be_between", "in_partition") in failures
-
-
-def test_duplicate_ticks_fail(raw_csv):
-    # the same file landed twice in a partition
-    table = tick_reader.normalize_partition([("a.csv", raw_csv), ("a-copy.csv", raw_csv)], PARTITION)
-    error, failures = _failures(table)
-    failure = failures[("expect_column_max_to_be_between", "duplicate")]
-    assert float(failure["observed"]) == 1 and "no tick is repeated" in failure["rule"]
-    assert "duplicate" in str(error) and "observed: 1" in str(error)
-    assert ticks.quality_frame(table, PARTITION)["duplicate"].sum() == TICKS
-
-
-def test_timestamps_going_backwards_within_a_symbol_fail(curated):
-    swapped = pa.concat_tables([curated.slice(0, 100), curated.slice(101, 1), curated.slice(100, 1),
-                                curated.slice(102)])
-    _, failures = _failures(swapped)
-    observed = failures[("expect_column_min_to_be_between", "step_ns")]["observed"]
-    assert observed < 0
-
-
-def test_a_symbol_missing_for_the_whole_day_fails():
-    table = tick_generator.generate_ticks(DAY, ["AAPL", "MSFT", "AMZN"], 60_000, seed=1)
-    error, failures = _failures(table)
-    contains = failures[("expect_column_distinct_values_to_contain_set", "symbol")]
-    assert "every configured symbol trades during the day" in contains["rule"] and "GOOG" in contains["rule"]
-    count = failures[("expect_column_unique_value_count_to_be_between", "symbol")]
-    assert count["observed"] == 3 and "min_value=4" in count["rule"]
-    assert "observed: 3" in str(error)
-
-
-def test_a_symbol_with_too_few_ticks_fails(curated):
-    frame = curated.to_pandas()
-    keep = (frame["symbol"] != "GOOG").to_numpy() | (np.cumsum(frame["symbol"] == "GOOG") <= 10).to_numpy()
-    _, failures = _failures(curated.filter(pa.array(keep)))
-    assert float(failures[("expect_column_min_to_be_between", "symbol_ticks")]["observed"]) == 10

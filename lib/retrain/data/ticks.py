@@ -1,4 +1,4 @@
-"""Tick data: the raw and curated schemas, partitions, the parquet writer and ``quality_frame``.
+"""Tick data: the raw and curated schemas, partitions and the parquet writer.
 
 Raw schema (v2)
 ---------------
@@ -41,8 +41,9 @@ then timestamp, then the other columns, so the same ticks always give the same f
 files or rows they came in. Partitions written in :data:`SCHEMA_V1` read as v2 through :func:`read_partition`.
 
 Modules: this one holds the schemas and what every tick module shares (partition days, Arrow/numpy
-transfer, the parquet writer, the frame the quality gate validates); :mod:`retrain.data.tick_reader` parses
-and normalises raw files; :mod:`retrain.data.tick_generator` makes sample days in the raw format.
+transfer, the parquet writer); :mod:`retrain.data.tick_reader` parses and normalises raw files;
+:mod:`retrain.data.tick_generator` makes sample days in the raw format; :mod:`retrain.data.tick_quality`
+builds the frame the quality gate validates.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ from datetime import date, datetime, time, timezone
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from retrain import storage
 from retrain.errors import DataFormatError
@@ -248,80 +248,10 @@ def write_partition(table: pa.Table, folder: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# quality frame
-
-
-def _codes(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if not pa.types.is_dictionary(array.type):
-        array = pc.dictionary_encode(array)
-    return array.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+# timestamps
 
 
 def nanoseconds(table: pa.Table) -> np.ndarray:
+    """A tick table's timestamps as UTC epoch nanoseconds (int64)."""
     stamps = table["timestamp"].combine_chunks().cast(pa.timestamp("ns", tz="UTC"))
     return stamps.cast(pa.int64()).to_numpy(zero_copy_only=False)
-
-
-def _duplicates(table: pa.Table, codes: np.ndarray, stamps: np.ndarray) -> np.ndarray:
-    """1 on every row that repeats an earlier row in all columns, else 0."""
-    flag = np.zeros(len(codes), dtype=np.int64)
-    if len(codes) < 2:
-        return flag
-    same_symbol = codes[1:] == codes[:-1]
-    if np.all(codes[1:] >= codes[:-1]) and not np.any((stamps[1:] < stamps[:-1]) & same_symbol):
-        order = np.arange(len(codes))  # already by symbol and time, as curated partitions are: no sort
-        same = same_symbol & (stamps[1:] == stamps[:-1])
-    else:
-        order = np.lexsort((stamps, codes))
-        same = (codes[order][1:] == codes[order][:-1]) & (stamps[order][1:] == stamps[order][:-1])
-    if not same.any():
-        return flag
-    members = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))  # rows sharing (symbol, timestamp)
-    sub = table.select(RAW_COLUMNS).take(pa.array(members)).to_pandas()
-    flag[members[sub.duplicated(keep="first").to_numpy()]] = 1
-    return flag
-
-
-def _steps(codes: np.ndarray, stamps: np.ndarray) -> np.ndarray:
-    """Nanoseconds since the previous tick of the same symbol, in table order; NaN on a symbol's first tick."""
-    n = len(codes)
-    step = np.full(n, np.nan)
-    if n < 2:
-        return step
-    grouped = bool(np.all(codes[1:] >= codes[:-1]))
-    order = np.arange(n) if grouped else np.argsort(codes, kind="stable")
-    c, s = codes[order], stamps[order]
-    within = np.diff(s).astype(np.float64)
-    within[c[1:] != c[:-1]] = np.nan
-    step[order[1:]] = within
-    return step
-
-
-def quality_frame(table: pa.Table, partition: str | date):
-    """The curated partition plus the derived columns ``expectations/ticks.json`` checks, as a pandas frame.
-
-    ``spread`` = ask - bid; ``spread_bps`` = spread over the mid price, in basis points; ``in_partition`` =
-    1 when the tick lies inside the partition's UTC day, else 0; ``step_ns`` = nanoseconds since the previous
-    tick of the same symbol in file order (NaN on a symbol's first tick; negative when time goes backwards);
-    ``duplicate`` = 1 on a tick that repeats an earlier one in every column; ``symbol_ticks`` = how many ticks
-    that row's symbol has in the partition.
-    """
-    day = partition_day(partition)
-    start = int(datetime.combine(day, time(0), tzinfo=timezone.utc).timestamp()) * 10**9
-    stamps = nanoseconds(table)
-    codes = _codes(table["symbol"])
-    bid = table["bid"].to_numpy()
-    ask = table["ask"].to_numpy()
-    spread = ask - bid
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spread_bps = spread / ((ask + bid) / 2.0) * 1e4
-    counts = np.bincount(codes, minlength=1) if len(codes) else np.zeros(0, np.int64)
-    frame = table.select(RAW_COLUMNS).to_pandas()
-    frame["spread"] = spread
-    frame["spread_bps"] = spread_bps
-    frame["in_partition"] = ((stamps >= start) & (stamps < start + NS_PER_DAY)).astype(np.int64)
-    frame["step_ns"] = _steps(codes, stamps)
-    frame["duplicate"] = _duplicates(table, codes, stamps)
-    frame["symbol_ticks"] = counts[codes].astype(np.int64) if len(codes) else np.zeros(0, np.int64)
-    return frame

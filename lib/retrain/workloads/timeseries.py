@@ -256,28 +256,59 @@ def window_snapshots(window: Mapping[str, Any]) -> list[snapshots.Snapshot]:
     return [snapshots.open_version(DATASET, e["partition"], e["version"], e["sha256"]) for e in entries]
 
 
+def validate_partition(table, partition: str, feed: config.TickFeed, *,
+                       report_dir: str | None = None) -> quality.GateReport:
+    """One partition's ticks (any curated schema) against the suite's partition rules, with the feed's symbols,
+    grids and bounds; each failure names its partition."""
+    import dataclasses
+
+    from retrain.data import tick_quality
+
+    frame = tick_quality.quality_frame(table, partition, feed)
+    report = quality.validate(DATASET, frame, version=partition, report_dir=report_dir,
+                              parameters=tick_quality.suite_parameters(feed))
+    return dataclasses.replace(report, failures=[f | {"partition": partition} for f in report.failures])
+
+
 def gate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:
-    """Validate every partition of the window; one report per partition; all failures raised together."""
+    """Validate every partition of the window (the suite's partition rules, one report each), then the window's
+    prepared examples (its window rules, such as the target's balance); every failure raised together, each
+    naming its partition (or the window), rule and observed value."""
     from retrain.data import ticks
     from retrain.errors import DataQualityError
+    from retrain.training import ticks as tick_training
 
+    feed = config.feed(DATASET)
+    span = f"{window['window'][0]}..{window['window'][-1]}"
     failures, summaries = [], []
     snaps = window_snapshots(window)  # verified once (remote files land checked in the shard cache)
     for snapshot in snaps:
-        frame = ticks.quality_frame(snapshots.read_parquet(snapshot), snapshot.partition)
-        report = quality.validate(DATASET, frame, version=snapshot.partition,
-                                  report_dir=storage.join(work, "quality", snapshot.partition))
+        report = validate_partition(ticks.read_partition(snapshot), snapshot.partition, feed,
+                                    report_dir=storage.join(work, "quality", snapshot.partition))
         summaries.append(report.summary())
-        failures += [f | {"partition": snapshot.partition} for f in report.failures]
-    if failures:
-        raise DataQualityError(DATASET, f"{window['window'][0]}..{window['window'][-1]}", failures,
-                               storage.join(work, "quality"))
+        failures += report.failures
     # what training needs: the walk-forward split of the window's bars, as prepare makes it (DataQualityError
     # naming the minimum, min_train_examples, when the training days hold too few bars)
-    from retrain.training import ticks as tick_training
+    try:
+        train, valid, test = tick_training.prepare(snaps, cfg)
+    except DataQualityError as exc:
+        raise DataQualityError(DATASET, span, failures + exc.failures, storage.join(work, "quality"),
+                               what="window") from None
+    except Exception:
+        if not failures:
+            raise
+        log.warning("ticks window %s: no examples to validate (its partitions failed their rules)", span,
+                    exc_info=True)
+        raise DataQualityError(DATASET, span, failures, storage.join(work, "quality"), what="window") from None
+    import pandas as pd
 
-    train, valid, test = tick_training.prepare(snaps, cfg)
-    return {"verdict": "passed", "partitions": summaries,
+    examples = pd.concat([split[["label"]] for split in (train, valid, test)], ignore_index=True)
+    report = quality.validate(DATASET, examples, version=span, scope=quality.WINDOW,
+                              report_dir=storage.join(work, "quality", "window"))
+    failures += [f | {"partition": f"window {span}"} for f in report.failures]
+    if failures:
+        raise DataQualityError(DATASET, span, failures, storage.join(work, "quality"), what="window")
+    return {"verdict": "passed", "partitions": summaries, "window": report.summary(),
             "bars": {"train": len(train), "valid": len(valid), "test": len(test)}}
 
 

@@ -392,19 +392,30 @@ def test_a_window_whose_target_is_almost_one_class_fails_with_that_reason(retrai
     with pytest.raises(DataQualityError) as info:
         timeseries.gate(window, timeseries.dataset_config(), str(tmp_path / "work"))
     [failure] = info.value.failures  # every partition passes its own rules
-    # a flat mid makes every next bar flat ("not up"), but for float noise between the two quote widths
-    assert failure["partition"] == "window 2026-03-02..2026-03-04" and 0 <= failure["observed"] < 0.05
+    # a flat mid makes every next bar flat ("not up"): the float noise between the two quote widths' mids
+    # (under 1e-9 in log return) is flat too, not up
+    assert failure["partition"] == "window 2026-03-02..2026-03-04" and failure["observed"] == 0
     assert failure["rule"].startswith("target almost one class: the share of up bars (label 1)")
     assert f"  - window 2026-03-02..2026-03-04: {failure['rule']} (observed: {failure['observed']})" in str(info.value)
     assert "[min_value=0.05, max_value=0.95]" in failure["rule"]
     assert (tmp_path / "work" / "quality" / "window" / "quality_report.md").exists()
 
 
-def test_a_clean_window_passes_the_gate(retrain_home, tmp_path):
+def test_a_clean_window_passes_the_gate_and_its_split_is_what_trains(retrain_home, tmp_path, monkeypatch):
+    from retrain.training import ticks as tick_training
+
     window = _commit(tmp_path, [_day(d, seed) for seed, d in enumerate(WINDOW)])
-    summary = timeseries.gate(window, timeseries.dataset_config(), str(tmp_path / "work"))
+    work = str(tmp_path / "work")
+    summary = timeseries.gate(window, timeseries.dataset_config(), work)
     assert summary["verdict"] == "passed" and [p["verdict"] for p in summary["partitions"]] == ["passed"] * 3
     assert summary["window"]["verdict"] == "passed" and summary["window"]["evaluated"] == 1
+
+    def again(*args, **kwargs):
+        raise AssertionError("the window was prepared twice")
+
+    monkeypatch.setattr(tick_training, "prepare", again)  # the features step reuses the split the gate judged
+    assert timeseries.prepare(window, timeseries.dataset_config(), work) == summary["bars"]
+    assert len(pd.read_parquet(tmp_path / "work" / "train.parquet")) == summary["bars"]["train"] > 0
 
 
 def test_a_repeated_failure_is_listed_once():

@@ -46,6 +46,9 @@ DATASET = "ticks"
 BAR_COLUMNS = ["open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "ticks", "spread_bps"]
 # identifiers, the label and the baselines' inputs: everything in a prepared frame that is not a model input
 NOT_FEATURES = ["symbol", "partition", "bar_start", "label", "next_return", "persistence"]
+# a log return below this is flat, not up: two equal mids from different bid/ask pairs differ in the last bits
+# of a float (a real move of one tick is 1e-4 of a 100.00 price, or 1e-6 of a pip on 1.1)
+FLAT = 1e-9
 
 
 def window(partitions: list[str], end: str, cfg: TickTrainingConfig) -> list[str]:
@@ -174,8 +177,8 @@ def features(bar_frame: pd.DataFrame, cfg: TickTrainingConfig) -> pd.DataFrame:
         f["minute_of_day"] = (seconds // 60).astype("int64")
         next_return = np.log(close.shift(-1) / close)
         f["next_return"] = next_return
-        f["label"] = (next_return > 0).astype("int64")
-        f["persistence"] = (ret > 0).astype("int64")
+        f["label"] = (next_return > FLAT).astype("int64")
+        f["persistence"] = (ret > FLAT).astype("int64")
         out.append(f.iloc[:-1])  # the last bar of the day has no next bar: no label
     return pd.concat(out, ignore_index=True)
 

@@ -308,19 +308,31 @@ def gate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -
     failures += [f | {"partition": f"window {span}"} for f in report.failures]
     if failures:
         raise DataQualityError(DATASET, span, failures, storage.join(work, "quality"), what="window")
+    _write_split(work, train, valid, test)  # what the gate judged is what trains: prepare reuses it
     return {"verdict": "passed", "partitions": summaries, "window": report.summary(),
             "bars": {"train": len(train), "valid": len(valid), "test": len(test)}}
 
 
+_SPLIT = ("train", "valid", "test")
+
+
+def _write_split(work: str, *frames) -> dict:
+    for name, frame in zip(_SPLIT, frames):
+        storage.write_frame(frame, storage.join(work, f"{name}.parquet"), index=False)
+    counts = {name: len(frame) for name, frame in zip(_SPLIT, frames)}
+    storage.write_text(storage.join(work, "split.json"), json.dumps(counts))  # last: the split is complete
+    return counts
+
+
 def prepare(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:
-    """Bars and features of the window, split train/valid/test, written to the work folder."""
+    """Bars and features of the window, split train/valid/test, in the work folder: the split the gate wrote
+    there when it passed (the run's own window, read once), else made here from the recorded versions."""
     from retrain.training import ticks
 
-    snaps = window_snapshots(window)
-    train, valid, test = ticks.prepare(snaps, cfg)
-    for name, frame in (("train", train), ("valid", valid), ("test", test)):
-        storage.write_frame(frame, storage.join(work, f"{name}.parquet"), index=False)
-    return {"train": len(train), "valid": len(valid), "test": len(test)}
+    done = storage.join(work, "split.json")
+    if storage.exists(done):
+        return json.loads(storage.read_text(done))
+    return _write_split(work, *ticks.prepare(window_snapshots(window), cfg))
 
 
 def train(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:

@@ -51,9 +51,13 @@ def _ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
     return lfilter([1.0], [1.0, -phi], rng.normal(0.0, np.sqrt(1.0 - phi * phi), n))
 
 
-def _symbol_ticks(rng: np.random.Generator, n: int, level: float, open_ns: int, minutes: int) -> dict:
-    u = (np.arange(minutes) + 0.5) / minutes
-    season = 1.0 + 3.0 * (2.0 * u - 1.0) ** 2  # U-shape: 4x the midday activity at the open and the close
+def _order_flow(rng: np.random.Generator, n: int, level: float, open_ns: int, season: np.ndarray,
+                volatility: tuple[float, float] = (0.012, 0.01)) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` ticks from ``open_ns`` over ``len(season)`` minutes, as busy as ``season`` says, with a few bursts:
+    their times (strictly increasing nanoseconds), minutes, sides (True: buyer-initiated) and mid prices (a
+    random walk from ``level`` that persistent order flow pushes its way; daily volatility drawn from
+    ``volatility`` = (lowest, range))."""
+    minutes = len(season)
     intensity = season * rng.gamma(8.0, 1.0 / 8.0, minutes)
     bursts = rng.choice(minutes, size=min(minutes, 1 + rng.poisson(3)), replace=False)
     intensity[bursts] *= 6.0
@@ -76,7 +80,7 @@ def _symbol_ticks(rng: np.random.Generator, n: int, level: float, open_ns: int, 
     buy = rng.random(n) < 1.0 / (1.0 + np.exp(-_FLOW_TO_BUYS * flow[minute]))
     sign = np.where(buy, 1.0, -1.0)
 
-    daily_vol = 0.012 + 0.01 * rng.random()
+    daily_vol = volatility[0] + volatility[1] * rng.random()
     minute_vol = daily_vol / np.sqrt(minutes) * np.sqrt(season / season.mean())
     previous_flow = np.concatenate([[0.0], flow[:-1]])
     dt = np.diff(stamps, prepend=open_ns) / 60e9  # minutes since the previous tick
@@ -85,13 +89,26 @@ def _symbol_ticks(rng: np.random.Generator, n: int, level: float, open_ns: int, 
     step = (_FLOW_TO_DRIFT * previous_flow[minute] * sigma * dt
             + sigma * np.sqrt(dt) * rng.standard_normal(n)
             + _IMPACT * sigma * sign / ticks_per_minute)
-    mid = level * np.exp(np.cumsum(step))
+    return stamps, minute, buy, level * np.exp(np.cumsum(step))
 
-    # quotes on the cent grid: a spread of a few ticks, wider for pricier names and when it is busy
-    base = max(1, int(round(level * 0.4e-4 / TICK_SIZE)))
-    spread = base + np.minimum(rng.geometric(0.55, n) - 1, 5) + (rng.random(n) < 0.1 * season[minute] / 4.0)
-    bid_ticks = np.maximum(np.round(mid / TICK_SIZE - spread / 2.0).astype(np.int64), 1)
-    ask_ticks = bid_ticks + spread
+
+def _touch(rng: np.random.Generator, mid: np.ndarray, level: float, tick: float, relative_spread: float,
+           busy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bid and ask around ``mid``, in whole ticks of ``tick``: a spread of a few ticks (``relative_spread`` of the
+    price level, at least one tick), a little wider where ``busy`` (0..1) is high."""
+    n = len(mid)
+    base = max(1, int(round(level * relative_spread / tick)))
+    spread = base + np.minimum(rng.geometric(0.55, n) - 1, 5) + (rng.random(n) < 0.1 * busy)
+    bid_ticks = np.maximum(np.round(mid / tick - spread / 2.0).astype(np.int64), 1)
+    return bid_ticks, bid_ticks + spread
+
+
+def _symbol_ticks(rng: np.random.Generator, n: int, level: float, open_ns: int, minutes: int) -> dict:
+    u = (np.arange(minutes) + 0.5) / minutes
+    season = 1.0 + 3.0 * (2.0 * u - 1.0) ** 2  # U-shape: 4x the midday activity at the open and the close
+    stamps, minute, buy, mid = _order_flow(rng, n, level, open_ns, season)
+    # quotes on the cent grid, wider for pricier names and when it is busy
+    bid_ticks, ask_ticks = _touch(rng, mid, level, TICK_SIZE, 0.4e-4, season[minute] / 4.0)
     size = np.where(rng.random(n) < 0.55, rng.integers(1, 100, n), 100 * rng.geometric(0.45, n))
     return {
         "timestamp": stamps,
@@ -165,26 +182,34 @@ def generate_ticks(
     )
 
 
-def _iso_utc(nanoseconds: np.ndarray) -> pa.Array:
-    """``YYYY-MM-DDTHH:MM:SS.fffffffffZ`` for epoch nanoseconds, digit by digit in numpy (Arrow's strftime is
-    several times slower on millions of rows)."""
+def _iso_text(nanoseconds: np.ndarray, *, digits: int = 9, separator: str = "T", suffix: str = "Z") -> pa.Array:
+    """``YYYY-MM-DDTHH:MM:SS.fffffffffZ`` for epoch nanoseconds (``digits`` of the second, 1 to 9; another
+    ``separator`` or ``suffix``, e.g. ``" "`` and ``""`` for a wall clock without an offset), digit by digit in
+    numpy (Arrow's strftime is several times slower on millions of rows)."""
     n = len(nanoseconds)
+    width = 20 + digits + len(suffix)
     days, within = np.divmod(nanoseconds, NS_PER_DAY)
-    text = np.empty((n, 30), dtype=np.uint8)
+    text = np.empty((n, width), dtype=np.uint8)
     unique_days, day_index = np.unique(days, return_inverse=True)
     dates = np.array([list(str(np.datetime64(int(d), "D")).encode()) for d in unique_days], dtype=np.uint8)
     text[:, :10] = dates.reshape(-1, 10)[day_index]
     seconds, fraction = np.divmod(within, 10**9)
     hours, rest = np.divmod(seconds, 3600)
     minutes, secs = np.divmod(rest, 60)
-    for start, value, width in ((11, hours, 2), (14, minutes, 2), (17, secs, 2), (20, fraction, 9)):
-        for position in range(start + width - 1, start - 1, -1):
+    fraction = fraction // 10 ** (9 - digits)
+    for start, value, places in ((11, hours, 2), (14, minutes, 2), (17, secs, 2), (20, fraction, digits)):
+        for position in range(start + places - 1, start - 1, -1):
             value, digit = np.divmod(value, 10)
             text[:, position] = digit + ord("0")
-    for position, char in ((10, "T"), (13, ":"), (16, ":"), (19, "."), (29, "Z")):
+    for position, char in ((10, separator), (13, ":"), (16, ":"), (19, "."), *enumerate(suffix, 20 + digits)):
         text[:, position] = ord(char)
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(30), n, [None, pa.py_buffer(text)])
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(text)])
     return fixed.cast(pa.binary()).cast(pa.string())
+
+
+def _iso_utc(nanoseconds: np.ndarray) -> pa.Array:
+    """``YYYY-MM-DDTHH:MM:SS.fffffffffZ`` for epoch nanoseconds."""
+    return _iso_text(nanoseconds)
 
 
 def to_csv_bytes(table: pa.Table) -> bytes:

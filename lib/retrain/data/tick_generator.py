@@ -2,6 +2,10 @@
 
 Order flow drives the next minute's mid-price drift, which makes one-minute direction modestly predictable:
 what the tick model can learn. Used by ``retrain sample-data ticks``, the demo and the tests.
+
+:data:`PROFILES` are the shapes real feeds deliver (``equities``, today's; ``crypto``, trades with fractional
+sizes and trade ids among quote rows, whose quotes can go stale; ``fx-quotes``, quote-only sessions on a local
+clock), each with the ``configs/feeds.yaml`` settings its files need.
 """
 
 from __future__ import annotations

@@ -264,14 +264,14 @@ def test_a_renamed_column_is_a_schema_change():
 
 def test_a_missing_or_extra_column_is_a_schema_change():
     assert "missing ['ask']" in _format_error(b"timestamp,symbol,price,size,side,bid\n").observed
-    assert "unexpected ['venue']" in _format_error((ticks.HEADER + ",venue\n" + ROW + ",X\n").encode()).observed
+    assert "unexpected ['exchange']" in _format_error((ticks.HEADER + ",exchange\n" + ROW + ",X\n").encode()).observed
 
 
 def test_a_retyped_csv_column_is_refused_with_its_row():
-    error = _format_error(_csv([ROW, ROW.replace(",100,", ",100.5,")]))
-    assert error.rule == "size must be an integer"
-    assert error.observed == "data row 2, column size: '100.5'"
-    assert "bad.csv: size must be an integer (observed: data row 2, column size: '100.5')" == str(error)
+    error = _format_error(_csv([ROW, ROW.replace(",100,", ",100 lots,")]))
+    assert error.rule == "size must be a decimal number"
+    assert error.observed == "data row 2, column size: '100 lots'"
+    assert "bad.csv: size must be a decimal number (observed: data row 2, column size: '100 lots')" == str(error)
 
 
 def test_a_retyped_parquet_column_is_a_schema_change(good):

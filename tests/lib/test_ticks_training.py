@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
+from retrain import config
 from retrain.data import tick_generator, tick_reader, ticks
 from retrain.errors import DataQualityError
 from retrain.training import ticks as training
@@ -22,7 +23,8 @@ TICKS = 80_000  # per partition: 4 symbols x ~20k ticks
 
 @pytest.fixture(scope="module")
 def cfg() -> training.TickTrainingConfig:
-    return training.TickTrainingConfig(window_partitions=3, lightgbm=training.TickLightGBM(num_threads=1))
+    return training.TickTrainingConfig(window_partitions=3, symbols=list(ticks.DEFAULT_SYMBOLS),
+                                       lightgbm=training.TickLightGBM(num_threads=1))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,8 @@ def test_config_is_strict_and_frozen():
     cfg = training.TickTrainingConfig()
     with pytest.raises(ValidationError):
         cfg.seed = 1
-    assert cfg.symbols == ["AAPL", "MSFT", "GOOG", "AMZN"] and cfg.model == "ticks_direction_lgbm"
+    assert cfg.symbols is None and cfg.model == "ticks_direction_lgbm"  # the feed's, once the workload loads
+    assert config.load("time_series_training").datasets["ticks"].symbols == ["AAPL", "MSFT", "GOOG", "AMZN"]
 
 
 def test_bars_are_ohlc_of_the_mid_with_volumes(tables):

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from retrain.data.ticks import (DEFAULT_SYMBOLS, HEADER, NS_PER_DAY, RAW_COLUMNS, SCHEMA_V1 as SCHEMA, SIDES, TICK_SIZE,
-                                nanoseconds)
+from retrain.data.ticks import (DEFAULT_SYMBOLS, HEADER, NS_PER_DAY, RAW_COLUMNS, SCHEMA_V1, SIDES, TICK_SIZE,
+                                nanoseconds, upgrade)
 
 
 # Price levels of well-known tickers; any other symbol gets a level from its name.
@@ -135,7 +135,8 @@ def generate_ticks(
     *,
     session: tuple[time, time] = (time(13, 30), time(20, 0)),
 ) -> pa.Table:
-    """A day of realistic trades with quotes, in feed order (by timestamp), in :data:`SCHEMA`.
+    """A day of realistic trades with quotes, in feed order (by timestamp), in the curated :data:`SCHEMA` (v2;
+    every row a trade with a whole size, no trade id or venue: what the reader makes of the v1 raw shape).
 
     ``ticks_per_day`` ticks in all, shared unevenly between ``symbols`` (each gets at least one), inside
     ``session`` (UTC; the default is the NYSE session in summer time). Each symbol has its own price level;
@@ -175,7 +176,7 @@ def generate_ticks(
     code_of = {s: i for i, s in enumerate(names)}
     codes = np.concatenate([np.full(len(p["timestamp"]), code_of[s], np.int32) for p, s in zip(parts, symbols)])[order]
     side_codes = np.where(column("buy"), 0, 1).astype(np.int32)
-    return pa.Table.from_arrays(
+    return upgrade(pa.Table.from_arrays(
         [
             pa.array(stamps[order], pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
             pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(names, pa.string())),
@@ -185,8 +186,8 @@ def generate_ticks(
             pa.array(column("bid")),
             pa.array(column("ask")),
         ],
-        schema=SCHEMA,
-    )
+        schema=SCHEMA_V1,
+    ))
 
 
 def _iso_text(nanoseconds: np.ndarray, *, digits: int = 9, separator: str = "T", suffix: str = "Z") -> pa.Array:

@@ -1,32 +1,44 @@
 """Tick data: the raw and curated schemas, partitions, the parquet writer and ``quality_frame``.
 
-Raw schema
-----------
-A partition is one UTC calendar day (``YYYY-MM-DD``) and may arrive as several files, each CSV (comma-separated,
-with a header) or parquet, holding exactly these columns (any order):
+Raw schema (v2)
+---------------
+A partition is one UTC calendar day (``YYYY-MM-DD``; or the session a feed's ``session`` setting cuts, see
+:func:`partition_bounds`) and may arrive as several files, each CSV (comma-separated, with a header) or
+parquet, holding these columns in any order:
 
 ===========  ================================================  ================================================
 column       CSV                                               parquet
 ===========  ================================================  ================================================
-timestamp    ISO-8601 with an explicit offset, nanoseconds or  ``timestamp[ns, tz=UTC]`` or ``timestamp[us,
-             microseconds: ``2024-01-02T14:30:00.123456789Z``  tz=UTC]`` (any zone-aware type is read as the
-             or ``...+00:00`` (another offset is converted)    instant it names)
+timestamp    ISO-8601 with an explicit offset, nanoseconds or  ``timestamp[ns|us]`` with a zone (read as the
+             microseconds: ``2024-01-02T14:30:00.123456789Z``  instant it names); without a zone only when the
+             or ``...+00:00`` (another offset is converted);   feed has a source time zone
+             without an offset only when the feed declares
+             ``source_timezone`` (then never with one)
 symbol       text, not empty                                   string or dictionary of strings
-price        decimal number, finite                            float64
-size         integer                                           any integer type
-side         ``B`` (buyer-initiated) or ``S`` (seller)         string or dictionary of strings
 bid, ask     decimal number, finite                            float64
+price        decimal number, finite                            float64
+size         decimal quantity, finite (``0.132``)              any integer or float type
+side         ``B`` (buyer-initiated) or ``S`` (seller)         string or dictionary of strings
+kind         ``trade`` or ``quote`` (optional)                 string or dictionary of strings
+trade_id     text (optional; empty: none)                      string
+venue        text (optional; empty: none)                      string or dictionary of strings
 ===========  ================================================  ================================================
 
-The reader is strict about structure and leaves value rules to the quality gate (``expectations/ticks.json``):
-a missing, renamed, extra or retyped column is a schema change; a timestamp without a zone (local time) is
-ambiguous; an empty field or an unparseable value is a broken file. Each raises
-:class:`~retrain.errors.DataFormatError` naming the file, the rule and the observed value. Prices out of
-range, crossed quotes, ticks outside the partition's day, duplicates or a missing symbol parse fine and fail
-the gate instead.
+timestamp, symbol, bid and ask are required; price, size and side come all three or not at all (not at all: a
+quote-only feed). Without a kind column every row is a trade when they are there (the v1 shape, exactly
+:data:`V1_COLUMNS`, still read as it always was), else a quote; with one, a trade row carries price, size and
+side and a quote row none of them.
 
-Normalised (curated) schema: :data:`SCHEMA`, rows sorted by symbol, then timestamp, then the other columns,
-so the same ticks always give the same file whatever the order of the files or rows they came in.
+The reader is strict about structure and leaves value rules to the quality gate (``expectations/ticks.json``):
+a missing, renamed, extra, repeated or retyped column is a schema change; a timestamp without a zone (local
+time) is ambiguous unless the feed declares its zone; an empty required field or an unparseable value is a
+broken file. Each raises :class:`~retrain.errors.DataFormatError` naming the file, the rule and the observed
+value. Prices out of range, crossed quotes, ticks outside the partition, duplicates or a missing symbol parse
+fine and fail the gate instead.
+
+Normalised (curated) schema: :data:`SCHEMA` (v2; price, size and side null on quotes), rows sorted by symbol,
+then timestamp, then the other columns, so the same ticks always give the same file whatever the order of the
+files or rows they came in. Partitions written in :data:`SCHEMA_V1` read as v2 through :func:`read_partition`.
 
 Modules: this one holds the schemas and what every tick module shares (partition days, Arrow/numpy
 transfer, the parquet writer, the frame the quality gate validates); :mod:`retrain.data.tick_reader` parses
@@ -189,13 +201,14 @@ def symbols(table: pa.Table) -> list[str]:
 # writing
 
 # Sizes repeat a lot within a day (dictionary pages); prices compress better plain under zstd than as
-# dictionaries; timestamps rise within a symbol (deltas).
+# dictionaries; timestamps rise within a symbol (deltas). Label columns are written as dictionaries, so they
+# read back with the dictionary they were written with (kind's is [quote, trade] even in a day of trades only).
 # Statistics only on the sort keys, the columns a reader can prune row groups by; on the others they cost
 # time and serve no one.
 _PARQUET_OPTIONS = {
     "compression": "zstd",
     "row_group_size": 1 << 20,
-    "use_dictionary": ["symbol", "side", "size"],
+    "use_dictionary": ["symbol", "side", "size", "kind", "venue"],
     "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
     "write_statistics": ["timestamp", "symbol"],
 }

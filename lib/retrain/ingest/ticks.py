@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from retrain import snapshots, storage
+from retrain import config, snapshots, storage
 from retrain.data import tick_reader, ticks
 from retrain.errors import DataFormatError
 from retrain.ingest import landing
@@ -62,6 +62,8 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
     are malformed. Landed content that is already the current version is a duplicate (no event); content
     built before (a correction undone) becomes current again and emits an event naming that version."""
     name = folder(partition)
+    # the feed's settings first: a broken configs/feeds.yaml fails the run before any file moves
+    zone = config.feed(DATASET).source_timezone  # a vendor clock without offsets, converted to UTC at parse
     landed = storage.join(landing.landing_folder(DATASET), name)
     claimed = storage.join(get_settings().ingest_work(run_id, DATASET), name)
     # locally a claim is one rename; on an object store a partition still in landing means the copy-then-delete
@@ -76,7 +78,10 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
     files = [(n, _raw(storage.join(claimed, n))) for n in landing.data_files(claimed)]
     # the raw files' digest first: an unchanged partition (a backfill over built ones) is not parsed at all
     source = [{"name": f"{name}/{n}", **_digest(raw)} for n, raw in files]
-    source_digest = hashlib.sha256("".join(sorted(s["sha256"] for s in source)).encode()).hexdigest()[:16]
+    # the zone a clock without offsets is read in is part of what a version is built from: correcting it in
+    # configs/feeds.yaml rebuilds the same raw files (no zone: the digest of the files alone, as before)
+    built_from = "".join(sorted(s["sha256"] for s in source)) + (f"\0source_timezone={zone}" if zone else "")
+    source_digest = hashlib.sha256(built_from.encode()).hexdigest()[:16]
     current = snapshots.load(DATASET, "", partition)
     if current is not None and current.version == source_digest:
         _archive(claimed, partition, source, source_digest, run_id)
@@ -92,7 +97,7 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
         produced = built.manifest.get("produced_by", {}).get("run_id") == run_id
         return IngestResult("resumed" if produced else "ingested", built)
     with landing.quarantined_on_format_error(DATASET, claimed, run_id):
-        table = tick_reader.normalize_partition(files, partition)
+        table = tick_reader.normalize_partition(files, partition, source_timezone=zone)
     del files
 
     written: list[dict] = []
@@ -104,7 +109,7 @@ def ingest_partition(partition: str, run_id: str) -> IngestResult:
     # a new immutable version of the partition, current once committed; the one it replaces stays readable
     snapshot = snapshots.commit(
         DATASET, source_digest, write, rows=table.num_rows, partition=partition, source_files=source,
-        produced_by={"run_id": run_id}, schema_version=2 if "kind" in table.column_names else 1,
+        produced_by={"run_id": run_id}, schema_version=ticks.SCHEMA_VERSION,
         extra={"source_digest": source_digest, "symbols": ticks.symbols(table),
                "replaces": current.version if current else None},
     )

@@ -1,9 +1,10 @@
 """Tick direction model: bars from a window of partitions, walk-forward LightGBM, baselines beside it.
 
-Each partition (one UTC day of ticks) becomes bars per symbol (``bar_seconds``, one minute by default): OHLC
-of the mid price, volume, buy and sell volume, tick count and mean spread. Features at bar t are log
-returns, rolling volatility and momentum, spread, range, activity and order imbalance ((buy - sell volume)
-/ total), all computed from bars up to and including t. The label is the direction of the next bar's
+Each partition (one UTC day of ticks, trades and quotes alike) becomes bars per symbol (``bar_seconds``, one
+minute by default): OHLC of the mid price, volume, buy and sell volume (from trades only: a quote-only feed
+has none), tick count and mean spread. Features at bar t are log returns, rolling volatility and momentum,
+spread, range, activity and order imbalance ((buy - sell volume) / total; 0, or missing over a rolling
+window, without volume), all computed from bars up to and including t. The label is the direction of the next bar's
 mid-price return (1 = up, 0 = down or flat). Bars, features and labels never cross a partition boundary:
 the overnight gap is not a one-minute return, and it keeps train and test days apart.
 
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from retrain.config import TickLightGBM, TickTrainingConfig  # noqa: F401  (defined with the other configs)
 from retrain.data import tick_reader, ticks as tick_data
@@ -59,13 +61,12 @@ def window(partitions: list[str], end: str, cfg: TickTrainingConfig) -> list[str
 
 
 def _as_table(item: Any) -> tuple[pa.Table, date | None]:
-    """(ticks, day) from an Arrow table or a snapshot (anything with ``files`` and ``partition``)."""
+    """(ticks in the curated schema v2, day) from an Arrow table or a snapshot (anything with ``files`` and
+    ``partition``), whichever schema version it was written in."""
     if isinstance(item, pa.Table):
-        return item, None
-    from retrain import snapshots
-
+        return tick_data.upgrade(item), None
     day = tick_data.partition_day(item.partition) if getattr(item, "partition", None) else None
-    return snapshots.read_parquet(item), day
+    return tick_data.read_partition(item), day
 
 
 def _day_of(table: pa.Table) -> date:
@@ -76,8 +77,10 @@ def _day_of(table: pa.Table) -> date:
 def bars(table: pa.Table, bar_seconds: int = 60) -> pd.DataFrame:
     """Bars per symbol from one partition's ticks: mid-price OHLC, volumes, tick count, mean spread (bps).
 
-    Minutes without a tick inside a symbol's trading span are kept, flat at the last close with zero volume,
-    so the "next bar" is always the next interval of time.
+    Every tick, trade or quote, carries the bid and ask the mid price comes from; only trades add volume (a
+    quote's size and side are empty), so a quote-only feed gives bars with zero volume. Minutes without a tick
+    inside a symbol's trading span are kept, flat at the last close with zero volume, so the "next bar" is
+    always the next interval of time.
     """
     if table.num_rows == 0:
         raise ValueError("a partition must hold at least one tick to make bars")
@@ -91,12 +94,12 @@ def bars(table: pa.Table, bar_seconds: int = 60) -> pd.DataFrame:
     stamps = table["timestamp"].cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()[order]
     bid = table["bid"].to_numpy()[order]
     ask = table["ask"].to_numpy()[order]
-    size = table["size"].to_numpy()[order].astype(np.float64)
+    size = pc.fill_null(table["size"], 0).to_numpy().astype(np.float64)[order]  # quotes trade nothing
     side = table["side"].combine_chunks()
     if not pa.types.is_dictionary(side.type):
         side = side.dictionary_encode()
-    is_buy = np.array([v == "B" for v in side.dictionary.to_pylist()] or [False])
-    buy = is_buy[side.indices.to_numpy(zero_copy_only=False)][order]
+    is_buy = np.array([v == "B" for v in side.dictionary.to_pylist()] + [False])  # the last: no side (a quote)
+    buy = is_buy[pc.fill_null(side.indices, len(side.dictionary)).to_numpy()][order]
     mid = (bid + ask) / 2.0
     spread_bps = (ask - bid) / mid * 1e4
 
@@ -186,7 +189,9 @@ def partition_features(item: Any, cfg: TickTrainingConfig) -> pd.DataFrame:
     table, day = _as_table(item)
     day = day or _day_of(table)
     bar_frame = bars(table, cfg.bar_seconds)
-    frame = features(bar_frame[bar_frame["symbol"].isin(cfg.symbols)], cfg)  # the configured universe only
+    if cfg.symbols is not None:  # the configured universe only (None: every symbol the partition holds)
+        bar_frame = bar_frame[bar_frame["symbol"].isin(cfg.symbols)]
+    frame = features(bar_frame, cfg)
     frame.insert(1, "partition", day.isoformat())
     return frame
 

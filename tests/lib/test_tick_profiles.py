@@ -9,7 +9,8 @@ import os
 import re
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,8 @@ import pytest
 import yaml
 
 from retrain import config, samples
-from retrain.data import tick_generator, ticks
+from retrain.data import tick_generator, tick_reader, ticks
+from retrain.errors import DataFormatError
 
 DAY = date(2024, 3, 11)  # a Monday: the first FX session after New York moved to summer time
 NY = "America/New_York"
@@ -285,6 +287,64 @@ def test_unusual_symbol_names_are_quoted_in_the_printed_yaml():
     settings = tick_generator.PROFILES["equities"].feed(["ON", "1234", "BRK.B"])
     printed = yaml.safe_load(tick_generator.feed_yaml(settings))["feeds"]["ticks"]
     assert list(printed["symbols"]) == ["ON", "1234", "BRK.B"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# through the reader: every profile's files normalise to the curated schema v2
+
+
+def _normalised(name: str, day: date = DAY, **options):
+    profile = tick_generator.PROFILES[name]
+    data = profile.csv(day, ticks_per_day=3000, seed=4, **options)
+    table = tick_reader.normalize_partition([("ticks.csv", data)], day.isoformat(),
+                                            source_timezone=profile.source_timezone)
+    assert table.schema == ticks.SCHEMA
+    return _rows(data)[1], table.to_pandas()
+
+
+def test_equities_files_normalise_to_v2_trades():
+    rows, frame = _normalised("equities")
+    assert len(frame) == len(rows) == 3000 and set(frame["kind"]) == {"trade"}
+    assert sorted(frame["size"]) == sorted(float(r["size"]) for r in rows)
+    assert (frame["size"] == frame["size"].round()).all() and frame["size"].min() >= 1
+    assert frame["trade_id"].isna().all() and frame["venue"].isna().all()
+    assert sorted(frame["timestamp"].astype("int64")) == sorted(_utc_ns(r["timestamp"]) for r in rows)
+
+
+@pytest.mark.parametrize("stale", [None, 90])
+def test_crypto_files_normalise_to_v2_trades_and_quotes(stale):
+    rows, frame = _normalised("crypto", stale_quotes_after=stale)
+    assert len(frame) == len(rows)
+    assert frame["kind"].value_counts().to_dict() == Counter(r["kind"] for r in rows)
+    quotes, trades = frame[frame["kind"] == "quote"], frame[frame["kind"] == "trade"]
+    assert quotes[["price", "size", "side", "trade_id", "venue"]].isna().all().all()
+    assert trades[["price", "size", "side", "trade_id", "venue"]].notna().all().all()
+    sizes = {r["trade_id"]: float(r["size"]) for r in rows if r["kind"] == "trade"}
+    assert dict(zip(trades["trade_id"], trades["size"])) == sizes  # fractional sizes kept exactly
+    assert (trades["size"] % 1 != 0).mean() > 0.9 and trades["trade_id"].is_unique
+    assert set(trades["venue"]) == {"coinbase", "kraken", "bitstamp"}
+    assert sorted(frame["timestamp"].astype("int64")) == sorted(_utc_ns(r["timestamp"]) for r in rows)
+    outside = ((trades["price"] < trades["bid"]) | (trades["price"] > trades["ask"])).mean()
+    assert (outside > 0.5) if stale else (outside == 0)
+
+
+@pytest.mark.parametrize("partition", ["2024-03-08", "2024-03-11", "2024-11-04"])
+def test_fx_files_normalise_to_v2_quotes_in_utc_within_their_session(partition):
+    rows, frame = _normalised("fx-quotes", date.fromisoformat(partition))
+    assert len(frame) == len(rows) and set(frame["kind"]) == {"quote"}
+    assert frame[["price", "size", "side", "trade_id", "venue"]].isna().all().all()
+    stamps = frame["timestamp"].astype("int64")
+    assert sorted(stamps) == sorted(_utc_ns(r["timestamp"], NY) for r in rows)  # New York wall time, to UTC
+    start, end = ticks.partition_bounds(partition, FX_SESSION)
+    assert start <= stamps.min() and stamps.max() < end
+    day = date.fromisoformat(partition)
+    assert {t.date() for t in frame["timestamp"]} == {day - timedelta(days=1), day}  # across UTC midnight
+
+
+def test_fx_files_need_their_source_timezone():
+    data = tick_generator.PROFILES["fx-quotes"].csv(DAY, ticks_per_day=200)
+    with pytest.raises(DataFormatError):
+        tick_reader.normalize_partition([("ticks.csv", data)], DAY.isoformat())
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from retrain.settings import get_settings
 
 
 EXIT_INFRASTRUCTURE, EXIT_USAGE, EXIT_DATA = 1, 2, 3  # usage/config errors 2; data refused 3; services 1
+# the names of tick_generator.PROFILES, without importing numpy and pyarrow to build the parser
+TICK_PROFILES = ("equities", "crypto", "fx-quotes")
 
 
 def _print(obj) -> None:
@@ -124,9 +126,15 @@ def cmd_sample_data(args) -> int:
 
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
         folders = samples.ticks(out, start=date.fromisoformat(args.start), days=args.days,
-                                ticks_per_day=args.ticks_per_day, symbols=symbols, seed=args.seed)
-        print(f"wrote {len(folders)} tick partitions under {out} ({args.ticks_per_day} ticks/day); "
-              f"land each with `retrain land ticks {folders[0]}`")
+                                ticks_per_day=args.ticks_per_day, symbols=symbols, seed=args.seed,
+                                profile=args.profile, stale_quotes_after=args.stale_quotes_after)
+        closed = args.days - len(folders)
+        print(f"wrote {len(folders)} {args.profile} tick partitions under {out} ({args.ticks_per_day} ticks/day"
+              + (f"; none for the {closed} days the market is closed)" if closed else ")")
+              + (f"; land each with `retrain land ticks {folders[0]}`" if folders else ""))
+        advice = samples.tick_feed_advice(args.profile, symbols)
+        if advice:
+            print(advice, end="")
     return 0
 
 
@@ -435,8 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
     k = kinds.add_parser("ticks", help="tick partitions: OUTPUT/date=YYYY-MM-DD/ticks.csv per day")
     k.add_argument("--start", required=True, help="first partition date, YYYY-MM-DD")
     k.add_argument("--days", type=int, default=1)
-    k.add_argument("--symbols", help="comma-separated (default: AAPL,MSFT,GOOG,AMZN)")
+    k.add_argument("--profile", choices=TICK_PROFILES, default="equities",
+                   help="the raw shape: equities (trades with quotes, the default), crypto (24 h of trades with "
+                        "fractional sizes, trade ids and venues, and quote rows), fx-quotes (quote-only FX sessions "
+                        "on a New York clock without an offset); prints the feed settings it needs when they differ "
+                        "from configs/feeds.yaml")
+    k.add_argument("--symbols", help="comma-separated (default: the profile's, e.g. AAPL,MSFT,GOOG,AMZN)")
     k.add_argument("--ticks-per-day", type=int, default=200_000, help="density (millions are fine)")
+    k.add_argument("--stale-quotes-after", type=float, metavar="MINUTES",
+                   help="crypto: the quotes stop updating this long into each day while the trades go on")
     for k in kinds.choices.values():
         k.add_argument("--seed", type=int, default=0)
         k.add_argument("--output", "-o", type=Path, required=True)

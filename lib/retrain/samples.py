@@ -56,16 +56,55 @@ def cifar10(target: str, *, n_per_batch: int, n_batches: int = 1, n_test: int = 
 
 
 def ticks(folder: str, *, start: date, days: int, ticks_per_day: int, symbols: list[str] | None = None,
-          seed: int = 0) -> list[str]:
-    """``days`` tick partitions from ``start``: ``folder/date=YYYY-MM-DD/ticks.csv`` each; returns the folders."""
+          seed: int = 0, profile: str = "equities", stale_quotes_after: float | None = None) -> list[str]:
+    """``days`` tick partitions from ``start`` in the raw shape of ``profile`` (``tick_generator.PROFILES``):
+    ``folder/date=YYYY-MM-DD/ticks.csv`` each; returns the folders. A day the profile's market is closed (FX:
+    the sessions ending on Saturday and Sunday) gets none. ``stale_quotes_after`` minutes: crypto quotes stop
+    updating that long into each day."""
     from datetime import timedelta
 
-    from retrain.data import tick_generator, ticks as tick_data
+    from retrain.errors import UsageError
 
+    shape = _tick_profile(profile)
+    options = {} if stale_quotes_after is None else {"stale_quotes_after": stale_quotes_after}
+    try:
+        shape.check(options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     written = []
     for i in range(days):
         day = start + timedelta(days=i)
-        table = tick_generator.generate_ticks(day, symbols or list(tick_data.DEFAULT_SYMBOLS), ticks_per_day, seed=seed + i)
-        written.append(_write_drop(storage.join(folder, f"date={day.isoformat()}"),
-                                   {"ticks.csv": tick_generator.to_csv_bytes(table)}))
+        if shape.trades_on(day):
+            data = shape.csv(day, symbols, ticks_per_day, seed=seed + i, **options)
+            written.append(_write_drop(storage.join(folder, f"date={day.isoformat()}"), {"ticks.csv": data}))
     return written
+
+
+def _tick_profile(name: str):
+    from retrain.data import tick_generator
+    from retrain.errors import UsageError
+
+    try:
+        return tick_generator.PROFILES[name]
+    except KeyError:
+        raise UsageError(f"no tick profile {name!r} (known: {', '.join(tick_generator.PROFILES)})") from None
+
+
+def tick_feed_advice(profile: str, symbols: list[str] | None = None) -> str | None:
+    """What to set in ``configs/feeds.yaml`` to read ``profile``'s files (with ``symbols``), or None when the
+    current settings fit them already."""
+    from retrain import config
+    from retrain.data import tick_generator
+    from retrain.errors import ConfigError
+    from retrain.settings import get_settings
+
+    wanted = _tick_profile(profile).feed(symbols)
+    try:
+        current = config.feed("ticks")
+    except ConfigError:
+        current = None  # none or broken: every setting is news
+    changed = tick_generator.feed_changes(wanted, current)
+    if not changed:
+        return None
+    return (f"the {profile} files need feed settings that differ from {get_settings().config_dir / 'feeds.yaml'} "
+            f"({', '.join(changed)}); set there:\n{tick_generator.feed_yaml(wanted)}")

@@ -369,7 +369,7 @@ def test_the_cli_writes_a_profile_and_prints_the_feed_settings_it_needs(tmp_path
                "--symbols", "EURUSD,USDJPY", "-o", str(tmp_path / "f"))
     assert out.returncode == 0, out.stderr
     assert "wrote 0 fx-quotes tick partitions" in out.stdout and "none for the 2 days the market is closed" in out.stdout
-    assert "source_timezone: America/New_York" in out.stdout and 'session: {cut: "17:00", zone: America/New_York}' \
+    assert "source_timezone: America/New_York" in out.stdout and "session: {cut: '17:00', zone: America/New_York}" \
         in out.stdout and "USDJPY: {tick_size: 0.001}" in out.stdout and "GBPUSD" not in out.stdout
 
 

@@ -479,27 +479,8 @@ def feed_changes(settings: dict, current) -> list[str]:
     return [key for key in wanted if key not in have or wanted[key] != have[key]]
 
 
-def _yaml_scalar(value) -> str:
-    import json
-
-    import yaml
-
-    if value is None:
-        return "null"
-    if isinstance(value, (int, float)):
-        return str(int(value)) if float(value).is_integer() else f"{value:.{_decimals(value)}f}"
-    text = str(value)
-    return text if yaml.safe_load(text) == text and ":" not in text else json.dumps(text)
-
-
 def feed_yaml(settings: dict) -> str:
     """``feeds.ticks`` settings as the lines of ``configs/feeds.yaml`` (one symbol a line)."""
-    def flow(mapping: dict) -> str:
-        return "{" + ", ".join(f"{key}: {_yaml_scalar(value)}" for key, value in mapping.items()) + "}"
+    import yaml
 
-    lines = ["feeds:", "  ticks:", "    symbols:"]
-    lines += [f"      {_yaml_scalar(symbol)}: {flow(spec)}" for symbol, spec in settings["symbols"].items()]
-    lines.append(f"    source_timezone: {_yaml_scalar(settings['source_timezone'])}")
-    session = settings["session"]
-    lines.append(f"    session: {'null' if session is None else flow(session)}")
-    return "\n".join(lines) + "\n"
+    return yaml.safe_dump({"feeds": {"ticks": settings}}, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,198 @@
+"""Each real feed shape end to end: the sample profiles (``retrain sample-data ticks --profile``) ingested with the
+feed settings they need, gated and trained; then every quality rule that applies to the shape, each with one
+oddity injected into that shape's own curated partition (the rules themselves are tested in test_tick_quality)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from retrain import config, samples
+from retrain.data import tick_generator, tick_reader, ticks
+from retrain.workloads import timeseries
+
+START = date(2026, 3, 2)  # a Monday: three weekdays, so the FX market is open on each
+DAYS = 3
+TICKS = {"equities": 12_000, "crypto": 30_000, "fx-quotes": 24_000}  # every symbol >= 1,000 ticks, no gap > 600 s
+PROFILES = list(TICKS)
+
+
+def _feed(profile: str) -> config.TickFeed:
+    return config.TickFeed.model_validate(tick_generator.PROFILES[profile].feed())
+
+
+@pytest.fixture(scope="module")
+def partitions() -> dict[str, pa.Table]:
+    """One curated partition of each profile, read by the real reader with that profile's feed settings."""
+    out = {}
+    for profile in PROFILES:
+        raw = tick_generator.PROFILES[profile].csv(START, ticks_per_day=TICKS[profile], seed=3)
+        out[profile] = tick_reader.normalize_partition([("ticks.csv", raw)], START.isoformat(),
+                                                       source_timezone=_feed(profile).source_timezone)
+    return out
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_profile_lands_passes_its_gate_and_trains(profile, retrain_home, edit_config, tmp_path):
+    from retrain.ingest import landing
+    from retrain.ingest import ticks as ingest_ticks
+
+    edit_config("feeds", lambda raw: raw["feeds"].update(ticks=tick_generator.PROFILES[profile].feed()))
+    folders = samples.ticks(str(tmp_path / "drop"), start=START, days=DAYS, ticks_per_day=TICKS[profile], seed=7,
+                            profile=profile)
+    assert len(folders) == DAYS
+    for folder in folders:
+        landing.land("ticks", folder)
+        partition = folder.rsplit("date=", 1)[1]
+        assert ingest_ticks.ingest_partition(partition, f"run-{partition}").status == "ingested"
+    cfg = timeseries.dataset_config()
+    assert cfg.symbols == list(tick_generator.PROFILES[profile].symbols)  # the training's symbols are the feed's
+    window = timeseries.named_window("ticks", ingest_ticks.partitions()[-1], cfg)
+    work = str(tmp_path / "work")
+    summary = timeseries.gate(window, cfg, work)
+    assert summary["verdict"] == "passed" and summary["window"]["verdict"] == "passed", summary
+    timeseries.prepare(window, cfg, work)
+    model = timeseries.train(window, cfg, work)
+    metrics = timeseries.evaluate(window, cfg, work)
+    assert model["iterations"] >= 1 and 0 <= metrics["test_accuracy"] <= 1
+    table = ticks.read_partition(timeseries.window_snapshots(window)[-1])
+    kinds = set(table["kind"].to_pylist())
+    assert kinds == {"equities": {"trade"}, "crypto": {"trade", "quote"}, "fx-quotes": {"quote"}}[profile]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every rule with each shape
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
+    for column in ("symbol", "side", "kind", "venue"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
+
+
+def _table(frame: pd.DataFrame) -> pa.Table:
+    frame = frame.sort_values(["symbol", "timestamp"], kind="stable")
+    return pa.Table.from_pandas(frame[ticks.COLUMNS], schema=ticks.SCHEMA, preserve_index=False) \
+        .replace_schema_metadata(None)
+
+
+def _trades(frame: pd.DataFrame) -> np.ndarray:
+    return (frame["kind"] == "trade").to_numpy()
+
+
+def _grid(frame: pd.DataFrame, rows, feed: config.TickFeed, field: str) -> pd.Series:
+    """Each row's tick_size or lot_size, from its symbol's settings in the feed."""
+    return frame.loc[rows, "symbol"].map(lambda s: getattr(feed.symbols[s], field))
+
+
+def _one_symbol(frame: pd.DataFrame) -> np.ndarray:
+    return (frame["symbol"] == frame["symbol"].iloc[0]).to_numpy()
+
+
+def drop_a_symbol(frame, feed):
+    return frame[~_one_symbol(frame)]
+
+
+def lock_quotes(frame, feed):
+    rows = frame.index[::10]
+    frame.loc[rows, "ask"] = frame.loc[rows, "bid"]
+    return frame
+
+
+def widen_a_quote(frame, feed):
+    frame.loc[frame.index[5], "ask"] = frame.loc[frame.index[5], "bid"] * 1.02
+    return frame
+
+
+def trade_outside_the_quote(frame, feed):
+    rows = frame.index[_trades(frame)][::5]
+    frame.loc[rows, "price"] = frame.loc[rows, "ask"] + 5 * _grid(frame, rows, feed, "tick_size")
+    return frame
+
+
+def freeze_the_quotes(frame, feed):
+    """One symbol's quote stops changing halfway through the day while its trades go on."""
+    mine = _one_symbol(frame)
+    rows = frame.index[mine]
+    half = rows[len(rows) // 2]
+    after = mine & (frame.index >= half)
+    frame.loc[after, ["bid", "ask"]] = frame.loc[half, ["bid", "ask"]].to_numpy()
+    frame = frame[~(after & (frame["kind"] == "quote").to_numpy())]
+    frame.loc[frame["kind"] == "trade", "price"] = frame["bid"]  # at the frozen bid: inside the quote
+    return frame
+
+
+def silence_a_symbol(frame, feed):
+    """One symbol sends nothing for 30 minutes in the middle of its day."""
+    mine = _one_symbol(frame)
+    stamps = frame.loc[mine, "timestamp"]
+    middle = stamps.iloc[len(stamps) // 2]
+    quiet = mine & (frame["timestamp"] > middle).to_numpy() & (frame["timestamp"] < middle + pd.Timedelta("30min")).to_numpy()
+    return frame[~quiet]
+
+
+def off_the_tick_grid(frame, feed):
+    rows = frame.index[::20]
+    frame.loc[rows, "bid"] = frame.loc[rows, "bid"] - 0.3 * _grid(frame, rows, feed, "tick_size")
+    return frame
+
+
+def off_the_lot_grid(frame, feed):
+    rows = frame.index[_trades(frame)][::7]
+    frame.loc[rows, "size"] = frame.loc[rows, "size"] + 0.5 * _grid(frame, rows, feed, "lot_size")
+    return frame
+
+
+def repeat_rows(frame, feed):
+    return pd.concat([frame, frame.iloc[100:110]])
+
+
+def outside_the_partition(frame, feed):
+    start, _ = feed.partition_bounds(START.isoformat())
+    frame.loc[frame.index[0], "timestamp"] = pd.Timestamp(start - 3_600 * 10**9, tz="UTC")
+    return frame
+
+
+def zero_size_trade(frame, feed):
+    frame.loc[frame.index[_trades(frame)][3], "size"] = 0.0
+    return frame
+
+
+# (mutation, the failure's column, a phrase of its rule, the profiles it applies to: trade rules need trades,
+# the lot rule a lot_size)
+RULES = [
+    (drop_a_symbol, "symbol", "the partition's symbols are exactly the feed's", PROFILES),
+    (lock_quotes, "crossed", "crossed or locked quote", PROFILES),
+    (widen_a_quote, "spread_bps", "the spread stays within 50 bps", PROFILES),
+    (trade_outside_the_quote, "outside_ticks", "trades lie inside", ["equities", "crypto"]),
+    (freeze_the_quotes, "quote_age_s", "quote staleness at trades", ["equities", "crypto"]),
+    (silence_a_symbol, "gap_s", "no symbol goes longer than this without a tick", PROFILES),
+    (off_the_tick_grid, "off_tick_grid", "on the symbol's tick grid", PROFILES),
+    (off_the_lot_grid, "off_lot_grid", "on the symbol's lot grid", ["equities", "crypto"]),
+    (repeat_rows, "duplicate", "no tick is repeated", PROFILES),
+    (outside_the_partition, "in_partition", "every tick lies inside the partition", PROFILES),
+    (zero_size_trade, "size", "trade sizes are positive", ["equities", "crypto"]),
+]
+CASES = [pytest.param(profile, *rule[:3], id=f"{profile}-{rule[0].__name__}") for rule in RULES for profile in rule[3]]
+
+
+@pytest.mark.usefixtures("repo_expectations")
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_profiles_clean_partition_passes_every_rule(profile, partitions):
+    report = timeseries.validate_partition(partitions[profile], START.isoformat(), _feed(profile))
+    assert report.success, report.failures
+
+
+@pytest.mark.usefixtures("repo_expectations")
+@pytest.mark.parametrize("profile, mutate, column, rule", CASES)
+def test_each_rule_catches_its_oddity_in_each_shape(profile, mutate, column, rule, partitions):
+    feed = _feed(profile)
+    table = _table(mutate(_frame(partitions[profile]), feed))
+    report = timeseries.validate_partition(table, START.isoformat(), feed)
+    failed = {(f["column"], f["rule"].split(" [")[0]) for f in report.failures}
+    assert any(c == column and rule in r for c, r in failed), failed
+    assert all(f["partition"] == START.isoformat() for f in report.failures)

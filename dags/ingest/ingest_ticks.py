@@ -5,7 +5,8 @@
 (`YYYY-MM-DD`). `airflow backfill create --dag-id ingest_ticks --from-date … --to-date …` (or
 `retrain backfill ticks FROM TO`) rebuilds exactly a range of partitions, at most `max_active_runs` at a time.
 
-**Steps:** wait, deferred in the triggerer, for `landing/ticks/date=<key>/` (CSV or parquet files; on an S3 data
+**Steps:** skip a partition whose day the feed is closed (`closed_weekdays` in `configs/feeds.yaml`: FX
+sessions ending on a weekend) → wait, deferred in the triggerer, for `landing/ticks/date=<key>/` (CSV or parquet files; on an S3 data
 root, for its `_SUCCESS` object, written last; a partition that never lands times out with a clear message and
 fails only its own run) → normalise into sorted hive-style parquet with a manifest, committed as a new
 immutable version `curated/ticks/date=<key>/version=<v>/` that then becomes current (earlier builds stay
@@ -42,6 +43,16 @@ with DAG(
     params={"workload": "ingest", "partition": Param(None, type=["null", "string"], description="Manual run: YYYY-MM-DD")},
     **(dag_kwargs("ingest") | {"max_active_runs": 3}),
 ):
+    @task.short_circuit(ignore_downstream_trigger_rules=True)
+    @permanent_errors_fail_fast
+    def trading_day(*, dag_run=None, params=None) -> bool:
+        """False (the rest of the run skipped) for a partition whose day the feed is closed."""
+        partition = dag_run.partition_key or params["partition"]
+        open_ = config.feed("ticks").trades_on(partition)
+        if not open_:
+            print(f"partition {partition}: the feed is closed that day (closed_weekdays in configs/feeds.yaml)")
+        return open_
+
     wait_for_partition = landing_sensor(
         "ticks",
         "date={{ dag_run.partition_key or params.partition }}",
@@ -69,6 +80,6 @@ with DAG(
         return extra
 
     ingest = ingest_partition()
-    wait_for_partition >> ingest >> request_tick_training(
+    trading_day() >> wait_for_partition >> ingest >> request_tick_training(
         task_id="request_training", committed_by="ingest_partition",
         doc_md="Starts a time_series_training run unless one is queued (it reads this commit when it starts).")

@@ -270,15 +270,24 @@ class TickFeed(Strict):
     # and converted to UTC at ingest; None: a timestamp without an offset is refused as ambiguous)
     source_timezone: str | None = None
     session: Session | None = None  # None: a partition is one UTC day
+    # the weekdays (of the partition's day) the market is closed: no partition is awaited for them (FX: the
+    # sessions ending on Saturday and Sunday)
+    closed_weekdays: list[Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]] = Field(default_factory=list)
 
     @field_validator("symbols", mode="before")
     @classmethod
     def _symbol_list(cls, value: Any) -> Any:
+        names = list(value) if isinstance(value, (list, dict)) else []
+        for name in names:
+            if not isinstance(name, str):  # YAML reads ON, NO, 0700 as true, false, 448
+                raise ValueError(f"symbol {name!r} must be text: quote it in the YAML ('ON', '0700')")
         if isinstance(value, list):
-            if len(set(map(str, value))) != len(value):
+            if len(set(value)) != len(value):
                 raise ValueError(f"symbols must be distinct, got {value}")
-            return {str(name): {} for name in value}
-        return {str(name): ({} if spec is None else spec) for name, spec in (value or {}).items()}
+            return {name: {} for name in value}
+        if isinstance(value, dict):
+            return {name: ({} if spec is None else spec) for name, spec in value.items()}
+        return value
 
     @field_validator("source_timezone")
     @classmethod
@@ -288,6 +297,12 @@ class TickFeed(Strict):
     @property
     def symbol_names(self) -> list[str]:
         return list(self.symbols)
+
+    def trades_on(self, partition: str) -> bool:
+        """Whether a partition is a trading day of this feed (not among its ``closed_weekdays``)."""
+        from retrain.data.ticks import WEEKDAYS, partition_day
+
+        return WEEKDAYS[partition_day(partition).weekday()] not in self.closed_weekdays
 
     def partition_bounds(self, partition: str) -> tuple[int, int]:
         """The UTC nanoseconds ``[start, end)`` partition ``partition`` covers: its UTC day, or its session."""

@@ -48,12 +48,15 @@ class DataQualityError(RetrainError):
     """A snapshot failed its quality gate. Never retried: the data will not change."""
 
     def __init__(self, dataset: str, version: str, failures: list[dict], report_path: str | None = None, *,
-                 what: str = "snapshot"):
+                 what: str = "snapshot", rejects: list[str] | None = None):
         """``failures``: dicts with ``rule`` and ``observed``, and ``partition`` (a failure of one partition of
         a window, or of the window itself) or ``expectation`` and ``column``; ``what``: what ``version`` names
-        (a snapshot, or a window of partitions)."""
+        (a snapshot, or a window of partitions); ``rejects``: the versions no run can train now, as the
+        freshness ledger names them (default: ``version``; a tick window: its digest and the partition versions
+        that failed their own rules)."""
         unique = list({_failure_line(f): f for f in failures}.items())  # a failure repeated says nothing more
         self.dataset, self.version, self.failures, self.report_path = dataset, version, [f for _, f in unique], report_path
+        self.rejects = list(rejects) if rejects else [version]
         lines = [f"{dataset} {what} {version} failed {len(unique)} expectation(s):"]
         lines += [f"  - {line}" for line, _ in unique]
         if report_path:

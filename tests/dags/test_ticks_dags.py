@@ -202,3 +202,34 @@ def test_a_corrected_day_inside_the_newest_window_retrains_it_once(tick_chain, d
     again = dags.get_dag("time_series_training").test(run_conf={"partition": DAYS[1]})
     assert task_states(again)["resolve_window"] == "skipped"  # the same versions train once
     assert len(asset_events("ticks_direction_lgbm.candidate")) == before + 1
+
+
+def test_a_partition_on_a_closed_weekday_is_skipped_not_awaited(dags, tmp_path, monkeypatch):
+    """FX: the sessions ending on Saturday and Sunday never land; ingest_ticks skips them (closed_weekdays) instead
+    of waiting partition_wait_hours for files that never come and failing every weekend."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from inprocess import asset_events, task_states
+    from retrain import settings
+
+    configs = tmp_path / "configs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "configs", configs)
+    raw = yaml.safe_load((configs / "feeds.yaml").read_text())
+    raw["feeds"]["ticks"]["closed_weekdays"] = ["Sat", "Sun"]
+    (configs / "feeds.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("RETRAIN_CONFIG_DIR", str(configs))
+    settings.reset_settings()
+    before = len(asset_events("ticks"))
+    try:
+        run = dags.get_dag("ingest_ticks").test(run_conf={"partition": "2026-03-07"})  # a Saturday
+    finally:
+        monkeypatch.undo()
+        settings.reset_settings()
+    states = task_states(run)
+    assert str(run.state) == "success", states
+    assert states["trading_day"] == "success" and states["wait_for_partition"] == "skipped"
+    assert states["ingest_partition"] == "skipped" and states["request_training"] == "skipped"
+    assert len(asset_events("ticks")) == before

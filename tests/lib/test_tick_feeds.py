@@ -103,6 +103,12 @@ def lock_quotes(frame, feed):
     return frame
 
 
+def cross_a_quote(frame, feed):
+    frame.loc[frame.index[7], "ask"] = frame.loc[frame.index[7], "bid"] - 2 * _grid(frame, frame.index[7:8], feed,
+                                                                                     "tick_size").iloc[0]
+    return frame
+
+
 def widen_a_quote(frame, feed):
     frame.loc[frame.index[5], "ask"] = frame.loc[frame.index[5], "bid"] * 1.02
     return frame
@@ -166,7 +172,8 @@ def zero_size_trade(frame, feed):
 # the lot rule a lot_size)
 RULES = [
     (drop_a_symbol, "symbol", "the partition's symbols are exactly the feed's", PROFILES),
-    (lock_quotes, "crossed", "crossed or locked quote", PROFILES),
+    (lock_quotes, "locked", "locked quote", PROFILES),
+    (cross_a_quote, "crossed", "no quote is crossed", PROFILES),
     (widen_a_quote, "spread_bps", "the spread stays within 50 bps", PROFILES),
     (trade_outside_the_quote, "outside_ticks", "trades lie inside", ["equities", "crypto"]),
     (freeze_the_quotes, "quote_age_s", "quote staleness at trades", ["equities", "crypto"]),
@@ -193,6 +200,50 @@ def test_each_rule_catches_its_oddity_in_each_shape(profile, mutate, column, rul
     feed = _feed(profile)
     table = _table(mutate(_frame(partitions[profile]), feed))
     report = timeseries.validate_partition(table, START.isoformat(), feed)
-    failed = {(f["column"], f["rule"].split(" [")[0]) for f in report.failures}
-    assert any(c == column and rule in r for c, r in failed), failed
+    [failure] = report.failures  # that rule alone: the oddity trips nothing else
+    assert failure["column"] == column and rule in failure["rule"], failure
     assert all(f["partition"] == START.isoformat() for f in report.failures)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the feed settings are stated once
+
+def test_symbols_are_set_in_the_feed_settings_only(edit_config):
+    from retrain.errors import ConfigError
+    from retrain.workloads import adhoc
+
+    edit_config("feeds", lambda raw: raw["feeds"]["ticks"].update(symbols=["BTC-USD", "ETH-USD"]))
+    assert timeseries.dataset_config().symbols == ["BTC-USD", "ETH-USD"]
+    with pytest.raises(ConfigError, match=r"override symbols = \['AAPL'\] for ticks: not overridable \(a feed's "
+                                          r"symbols are set in configs/feeds.yaml only\)"):
+        adhoc.effective_config("timeseries", "ticks", {"symbols": ["AAPL"]})
+    edit_config("time_series_training", lambda raw: raw["datasets"]["ticks"].update(symbols=["AAPL"]))
+    with pytest.raises(ConfigError, match=r"datasets.ticks.symbols \['AAPL'\] differ from the feed's symbols "
+                                          r"\['BTC-USD', 'ETH-USD'\] in configs/feeds.yaml"):
+        config.load("time_series_training")
+
+
+def test_a_symbol_yaml_reads_as_something_else_must_be_quoted(config_dir):
+    from retrain.errors import ConfigError
+
+    path = config_dir / "feeds.yaml"
+    path.write_text("feeds:\n  ticks:\n    symbols: [ON, '0700', NVDA]\n")
+    with pytest.raises(ConfigError, match=r"symbol True must be text: quote it in the YAML \('ON', '0700'\)"):
+        config.feed("ticks")
+    path.write_text("feeds:\n  ticks:\n    symbols: ['ON', '0700', NVDA]\n")
+    assert config.feed("ticks").symbol_names == ["ON", "0700", "NVDA"]
+
+
+def test_minute_of_day_counts_from_the_session_open(partitions):
+    """An FX session opens at 17:00 New York (22:00 UTC in March before the change): its first bar is minute 0,
+    and the minutes run on across UTC midnight instead of starting again."""
+    from retrain.training import ticks as tick_training
+
+    cfg = config.TickTrainingConfig(symbols=["EURUSD"])
+    frame = tick_training.partition_features(partitions["fx-quotes"], cfg, ("17:00", "America/New_York"))
+    first = frame["bar_start"].min()
+    assert set(frame["partition"]) == {"2026-03-02"}  # the session that ends on the 2nd, not the UTC day of its open
+    assert first >= pd.Timestamp("2026-03-01 22:00", tz="UTC")
+    assert frame.loc[frame["bar_start"] == first, "minute_of_day"].iloc[0] == (first - pd.Timestamp(
+        "2026-03-01 22:00", tz="UTC")).total_seconds() // 60
+    assert frame["minute_of_day"].is_monotonic_increasing and frame["minute_of_day"].max() < 24 * 60

@@ -271,7 +271,7 @@ def test_each_profile_states_the_feed_settings_it_needs():
 def test_feed_advice_names_what_differs_from_configs_feeds_yaml(edit_config):
     assert samples.tick_feed_advice("equities") is None
     advice = samples.tick_feed_advice("fx-quotes")
-    assert "(symbols, source_timezone, session)" in advice and "feeds.yaml" in advice
+    assert "(symbols, source_timezone, session, closed_weekdays)" in advice and "feeds.yaml" in advice
     other = samples.tick_feed_advice("equities", ["AAPL", "TSLA"])
     assert "(symbols);" in other and "TSLA: {tick_size: 0.01, lot_size: 1}" in other and "MSFT" not in other
 
@@ -280,7 +280,7 @@ def test_feed_advice_names_what_differs_from_configs_feeds_yaml(edit_config):
 
     edit_config("feeds", use_fx)
     assert samples.tick_feed_advice("fx-quotes") is None
-    assert "(symbols, source_timezone, session)" in samples.tick_feed_advice("equities")
+    assert "(symbols, source_timezone, session, closed_weekdays)" in samples.tick_feed_advice("equities")
 
 
 def test_unusual_symbol_names_are_quoted_in_the_printed_yaml():

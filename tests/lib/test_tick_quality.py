@@ -118,7 +118,7 @@ def test_clean_partitions_pass_in_both_schemas(generated, crypto, tmp_path):
 
 def test_quality_frame_derives_the_checked_columns(crypto):
     frame = tick_quality.quality_frame(_v2(crypto), PARTITION, CRYPTO)
-    assert list(frame.columns) == ticks.COLUMNS + tick_quality.DERIVED
+    assert list(frame.columns) == tick_quality.KEPT + tick_quality.DERIVED and "trade_id" not in frame
     quote = (frame["kind"] == "quote").to_numpy()
     assert frame.loc[quote, "outside_ticks"].isna().all() and frame.loc[~quote, "outside_ticks"].eq(0).all()
     assert frame.loc[quote, "quote_age_s"].eq(0).all() and frame.loc[quote, "off_lot_grid"].isna().all()
@@ -127,7 +127,7 @@ def test_quality_frame_derives_the_checked_columns(crypto):
     assert frame.loc[first, "step_ns"].isna().all() and (frame.loc[~first, "step_ns"] > 0).all()
     np.testing.assert_allclose(frame.loc[~first, "gap_s"], frame.loc[~first, "step_ns"] / 1e9)
     assert (frame["symbol_ticks"] == symbols.map(symbols.value_counts())).all()
-    assert frame["in_partition"].eq(1).all() and frame["duplicate"].eq(0).all() and frame["crossed"].eq(0).all()
+    assert frame["in_partition"].eq(1).all() and frame["duplicate"].eq(0).all() and frame["crossed"].eq(0).all() and frame["locked"].eq(0).all()
     assert frame["off_tick_grid"].eq(0).all()
     mid = (frame["bid"] + frame["ask"]) / 2
     np.testing.assert_allclose(frame["spread_bps"], (frame["ask"] - frame["bid"]) / mid * 1e4)
@@ -196,20 +196,29 @@ def test_quotes_that_stop_while_trades_go_on_fail(crypto):
     assert f"(observed: {failure['observed']})" in message
 
 
-def test_crossed_or_locked_quotes_beyond_the_share_fail(crypto):
+def test_a_crossed_quote_fails_even_once(crypto):
+    """The tick issue's bad input "bid >= ask": a bid above the ask is never a price anyone could trade at."""
     quotes = np.flatnonzero((crypto["kind"] == "quote").to_numpy())
     one = crypto.copy()
-    one.loc[quotes[5], "ask"] = one.loc[quotes[5], "bid"] - 0.02  # one crossed quote: a moment, not a broken feed
-    _passes(one, CRYPTO)
+    one.loc[quotes[5], "ask"] = one.loc[quotes[5], "bid"] - 0.02
+    _, failures = _fails(one, CRYPTO)
+    assert set(failures) == {"crossed"} and failures["crossed"]["observed"] == 1
+    assert failures["crossed"]["rule"] == "no quote is crossed (ask < bid: a broken or swapped feed) [max_value=0.0]"
+
+
+def test_locked_quotes_beyond_the_share_fail(crypto):
+    quotes = np.flatnonzero((crypto["kind"] == "quote").to_numpy())
+    few = crypto.copy()
+    few.loc[quotes[:3], "ask"] = few.loc[quotes[:3], "bid"]  # three locked quotes: moments, not a broken feed
+    _passes(few, CRYPTO)
 
     bad = crypto.copy()
     locked = quotes[::25]  # 2% of all ticks locked (ask = bid)
     bad.loc[locked, "ask"] = bad.loc[locked, "bid"]
     _, failures = _fails(bad, CRYPTO)
-    assert set(failures) == {"crossed"}
-    assert failures["crossed"]["observed"] == pytest.approx(len(locked) / len(bad))
-    assert "crossed or locked quote (ask <= bid)" in failures["crossed"]["rule"]
-    assert "[max_value=0.01]" in failures["crossed"]["rule"]
+    assert set(failures) == {"locked"}
+    assert failures["locked"]["observed"] == pytest.approx(len(locked) / len(bad))
+    assert failures["locked"]["rule"] == "share of ticks with a locked quote (ask = bid) [max_value=0.01]"
 
 
 def test_a_symbol_silent_for_longer_than_the_gap_fails(equities):
@@ -274,7 +283,13 @@ def test_a_session_across_utc_midnight_is_one_partition(equities):
     """FX: partition 2024-01-03 is the session from 17:00 New York on the 2nd to 17:00 on the 3rd."""
     night = equities.assign(timestamp=equities["timestamp"] + pd.Timedelta(hours=9, minutes=30))  # 23:00-05:30 UTC
     assert night["timestamp"].dt.date.nunique() == 2
-    _passes(night, SESSION, "2024-01-03")
+    # every tick lies inside the session; but a session has known bounds, so a feed that stops at 05:30 UTC,
+    # 16.5 hours before the session closes (22:00 UTC), has a gap there
+    _, failures = _fails(night, SESSION, "2024-01-03")
+    assert set(failures) == {"gap_s"}
+    last = night.groupby("symbol")["timestamp"].max().min()  # the symbol that stops first
+    assert failures["gap_s"]["observed"] == pytest.approx((pd.Timestamp("2024-01-03 22:00", tz="UTC") - last).total_seconds())
+    # (a feed that ticks through its whole session passes: the fx-quotes profile in test_tick_feeds.py)
     start, end = SESSION.partition_bounds("2024-01-03")
     assert pd.Timestamp(start, tz="UTC") == pd.Timestamp("2024-01-02 22:00", tz="UTC")
     # the same ticks as UTC day 2024-01-03: those before midnight lie outside; gaps count inside only
@@ -378,12 +393,16 @@ def test_the_gate_names_each_failing_partition_once_and_the_window_only_in_its_h
         timeseries.gate(window, timeseries.dataset_config(), str(tmp_path / "work"))
     lines = str(info.value).splitlines()
     assert lines[0] == "ticks window 2026-03-02..2026-03-04 failed 2 expectation(s):"
-    rule = "share of ticks with a crossed or locked quote (ask <= bid) [max_value=0.01]"
+    rule = "share of ticks with a locked quote (ask = bid) [max_value=0.01]"
     assert [line.split(" (observed: ")[0] for line in lines[1:3]] == [f"  - 2026-03-02: {rule}",
                                                                      f"  - 2026-03-04: {rule}"]
     assert all(float(line.split("(observed: ")[1].rstrip(")")) == pytest.approx(0.05, abs=1e-3) for line in lines[1:3])
     assert lines[3].startswith("  report: ") and "2026-03-02..2026-03-04" not in "\n".join(lines[1:])
     assert [f["partition"] for f in info.value.failures] == ["2026-03-02", "2026-03-04"]
+    # what no run can train now, as the freshness ledger names it: the window and the two failing partitions
+    versions = {v["partition"]: v["version"] for v in window["versions"]}
+    assert info.value.rejects == [timeseries.window_digest(window["versions"])[:16], versions["2026-03-02"],
+                                  versions["2026-03-04"]]
     assert (tmp_path / "work" / "quality" / "2026-03-03" / "quality_report.md").exists()
 
 
@@ -416,6 +435,12 @@ def test_a_clean_window_passes_the_gate_and_its_split_is_what_trains(retrain_hom
     monkeypatch.setattr(tick_training, "prepare", again)  # the features step reuses the split the gate judged
     assert timeseries.prepare(window, timeseries.dataset_config(), work) == summary["bars"]
     assert len(pd.read_parquet(tmp_path / "work" / "train.parquet")) == summary["bars"]["train"] > 0
+    # a split made from other settings (or another window) is never reused: it is made again
+    other = timeseries.dataset_config().model_copy(update={"valid_fraction": 0.3})
+    with pytest.raises(AssertionError, match="prepared twice"):
+        timeseries.prepare(window, other, work)
+    with pytest.raises(AssertionError, match="prepared twice"):
+        timeseries.prepare(window | {"versions": window["versions"][::-1][:2]}, timeseries.dataset_config(), work)
 
 
 def test_a_repeated_failure_is_listed_once():

@@ -52,7 +52,8 @@ def permanent_errors_fail_fast(fn: Callable) -> Callable:
             if isinstance(exc, DataQualityError):  # no run can train it: the freshness reconcile leaves it be
                 from retrain import freshness
 
-                freshness.record_rejected(exc.dataset, exc.version, str(exc))
+                for version in exc.rejects:
+                    freshness.record_rejected(exc.dataset, version, str(exc))
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from retrain.data.ticks import (DEFAULT_SYMBOLS, HEADER, NS_PER_DAY, RAW_COLUMNS, SCHEMA_V1, SIDES, TICK_SIZE,
-                                nanoseconds, upgrade)
+                                WEEKDAYS, nanoseconds, upgrade)
 
 
 # Price levels of well-known tickers; any other symbol gets a level from its name.
@@ -367,10 +367,13 @@ def fx_instrument(symbol: str) -> dict:
     return {"tick_size": 0.001 if symbol.endswith("JPY") else 0.00001}
 
 
+# FX trades from Sunday 17:00 to Friday 17:00 New York: the sessions ending on Saturday and Sunday are closed
+# (and so never meet the hour a DST change repeats, which a clock without an offset cannot name)
+FX_CLOSED = ("Sat", "Sun")
+
+
 def fx_trades_on(day: date) -> bool:
-    """FX trades from Sunday 17:00 to Friday 17:00 New York: the sessions ending on Saturday and Sunday are
-    closed (and so never meet the hour a DST change repeats, which a clock without an offset cannot name)."""
-    return day.weekday() < 5
+    return WEEKDAYS[day.weekday()] not in FX_CLOSED
 
 
 def fx_csv(day: date, symbols=FX_SYMBOLS, ticks_per_day: int = 200_000, seed: int = 0) -> bytes:
@@ -419,10 +422,6 @@ def equities_csv(day: date, symbols=DEFAULT_SYMBOLS, ticks_per_day: int = 200_00
     return to_csv_bytes(generate_ticks(day, symbols, ticks_per_day, seed=seed))
 
 
-def _every_day(day: date) -> bool:
-    return True
-
-
 @dataclass(frozen=True)
 class Profile:
     """A shape of real tick data: how a day of it is made (raw CSV, as the vendor delivers it) and the feed
@@ -436,7 +435,10 @@ class Profile:
     source_timezone: str | None = None
     session: tuple[str, str] | None = None  # (cut HH:MM, zone); None: the UTC day
     options: tuple[str, ...] = ()  # the keyword options day_csv takes
-    trades_on: Callable[[date], bool] = _every_day  # a day whose partition has data (False: the market is closed)
+    closed: tuple[str, ...] = ()  # the weekdays (WEEKDAYS) whose partition has no data: the market is closed
+
+    def trades_on(self, day: date) -> bool:
+        return WEEKDAYS[day.weekday()] not in self.closed
 
     def feed(self, symbols=None) -> dict:
         """The ``feeds.ticks`` settings this profile's files need, for ``symbols`` (default: the profile's)."""
@@ -444,6 +446,7 @@ class Profile:
             "symbols": {symbol: self.instrument(symbol) for symbol in (symbols or self.symbols)},
             "source_timezone": self.source_timezone,
             "session": None if self.session is None else {"cut": self.session[0], "zone": self.session[1]},
+            "closed_weekdays": list(self.closed),
         }
 
     def check(self, options: dict) -> None:
@@ -465,7 +468,7 @@ PROFILES = {profile.name: profile for profile in (
             CRYPTO_SYMBOLS, crypto_instrument, crypto_csv, options=("stale_quotes_after",)),
     Profile("fx-quotes", "quote-only FX sessions on a New York clock without an offset, cut at 17:00 New York",
             FX_SYMBOLS, fx_instrument, fx_csv, source_timezone=FX_SESSION[1], session=FX_SESSION,
-            trades_on=fx_trades_on),
+            closed=FX_CLOSED),
 )}
 
 

@@ -19,8 +19,10 @@ import pyarrow.compute as pc
 
 from retrain.data import ticks
 
-# The columns added to the curated ones, in order (``expectations/ticks.json`` lists them too).
-DERIVED = ["spread", "spread_bps", "crossed", "outside_ticks", "quote_age_s", "off_tick_grid", "off_lot_grid",
+# The curated columns the frame keeps (trade_id is read for duplicates, then left out), then the columns added to
+# them, in order (``expectations/ticks.json`` lists them too).
+KEPT = [column for column in ticks.COLUMNS if column != "trade_id"]
+DERIVED = ["spread", "spread_bps", "crossed", "locked", "outside_ticks", "quote_age_s", "off_tick_grid", "off_lot_grid",
            "in_partition", "step_ns", "gap_s", "duplicate", "symbol_ticks"]
 
 
@@ -33,7 +35,7 @@ def quality_frame(table: pa.Table, partition: str | date, feed):
     """The partition (any curated schema, upgraded to v2) plus the derived columns, as a pandas frame.
 
     Per row: ``spread`` = ask - bid; ``spread_bps`` = spread over the mid, in basis points; ``crossed`` = 1 when
-    ask <= bid (a crossed or locked quote), else 0; ``outside_ticks`` = on a trade, how far its price lies
+    ask < bid (a crossed quote), else 0; ``locked`` = 1 when ask = bid (a locked quote), else 0; ``outside_ticks`` = on a trade, how far its price lies
     outside [bid, ask], in ticks of its symbol (0 inside; NaN on quotes); ``quote_age_s`` = on a trade, seconds
     since its symbol's quote last changed (a quote row, or a new bid or ask), 0 on quote rows;
     ``off_tick_grid`` = how far the row's prices (bid, ask, and the trade price) lie off the symbol's tick
@@ -42,7 +44,9 @@ def quality_frame(table: pa.Table, partition: str | date, feed):
     partition's bounds (``feed.partition_bounds``: a UTC day or a session), else 0; ``step_ns`` = nanoseconds
     since the previous tick of the same symbol in file order (NaN on its first; negative when time goes
     backwards); ``gap_s`` = seconds since the previous tick of the same symbol inside the partition, in time
-    order (NaN on its first); ``duplicate`` = 1 on a tick repeating an earlier one: the same symbol, venue and
+    order (NaN on its first), and when the feed's partitions are sessions, on a symbol's first tick the
+    seconds since the session opened and on its last the longer of its step and the seconds until it closes
+    (a feed that starts late or stops early has a gap too); ``duplicate`` = 1 on a tick repeating an earlier one: the same symbol, venue and
     trade id when it has a trade id, else every column equal; ``symbol_ticks`` = the row's symbol's tick count.
     Columns judged per symbol (``outside_ticks``, ``off_tick_grid``, ``off_lot_grid``) are NaN for a symbol the
     feed does not list (the symbol-set rule names it).
@@ -62,23 +66,31 @@ def quality_frame(table: pa.Table, partition: str | date, feed):
     order = _time_order(codes, stamps)
     inside = (stamps >= start) & (stamps < end)
 
-    frame = table.to_pandas()
+    # trade_id is left out: no rule reads it (duplicates are judged above), and as Python strings it would cost
+    # more memory than every other column together
+    frame = table.select(KEPT).to_pandas()
     spread = ask - bid
     frame["spread"] = spread
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["spread_bps"] = spread / ((ask + bid) / 2.0) * 1e4
-        frame["crossed"] = (ask <= bid).astype(np.float64)
+        frame["crossed"] = (ask < bid).astype(np.int8)
+        frame["locked"] = (ask == bid).astype(np.int8)
         outside = np.maximum(np.maximum(bid - price, price - ask), 0.0) / tick
         frame["outside_ticks"] = np.where(trade, np.round(outside, 6), np.nan)
         frame["quote_age_s"] = _quote_age(codes, stamps, bid, ask, trade, order)
         grid = np.fmax(_off_grid(bid, tick), _off_grid(ask, tick))
         frame["off_tick_grid"] = np.where(trade, np.fmax(grid, _off_grid(price, tick)), grid)
         frame["off_lot_grid"] = np.where(trade, _off_grid(size, lot), np.nan)
-    frame["in_partition"] = inside.astype(np.int64)
+    frame["in_partition"] = inside.astype(np.int8)
     frame["step_ns"] = _steps(codes, stamps, np.arange(n))
     gaps = np.full(n, np.nan)
     kept = order[inside[order]]  # time order, ticks inside the partition only
     gaps[kept] = _steps(codes[kept], stamps[kept], np.arange(len(kept))) / 1e9
+    if feed.session is not None and len(kept):  # a session has known bounds: its edges are gaps too
+        ends = np.flatnonzero(np.diff(codes[kept])) + 1
+        first, last = kept[np.concatenate([[0], ends])], kept[np.concatenate([ends - 1, [len(kept) - 1]])]
+        gaps[first] = (stamps[first] - start) / 1e9
+        gaps[last] = np.fmax(gaps[last], (end - stamps[last]) / 1e9)
     frame["gap_s"] = gaps
     frame["duplicate"] = _duplicates(table, codes, stamps, order)
     frame["symbol_ticks"] = np.bincount(codes, minlength=1)[codes].astype(np.int64)

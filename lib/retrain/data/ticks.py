@@ -97,6 +97,7 @@ SIDES = ("B", "S")
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN")
 TICK_SIZE = 0.01
 NS_PER_DAY = 86_400 * 10**9
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # as configs/feeds.yaml names them (closed_weekdays)
 _PARTITION = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
@@ -187,6 +188,20 @@ def read_partition(snapshot) -> pa.Table:
     from retrain import snapshots
 
     return upgrade(snapshots.read_parquet(snapshot))
+
+
+def partition_of(nanoseconds: int, session: tuple[str, str] | None = None) -> date:
+    """The partition an instant (UTC nanoseconds) falls in: its UTC day, or the session holding it (the day of
+    the session's cut that ends it; see :func:`partition_bounds`)."""
+    from datetime import timedelta
+
+    instant = datetime.fromtimestamp(nanoseconds / 1e9, tz=timezone.utc)
+    if session is None:
+        return instant.date()
+    from zoneinfo import ZoneInfo
+
+    local = instant.astimezone(ZoneInfo(session[1]))
+    return local.date() + timedelta(days=1) if local.time() >= time.fromisoformat(session[0]) else local.date()
 
 
 def symbols(table: pa.Table) -> list[str]:

@@ -72,9 +72,9 @@ def _as_table(item: Any) -> tuple[pa.Table, date | None]:
     return tick_data.read_partition(item), day
 
 
-def _day_of(table: pa.Table) -> date:
-    first = table["timestamp"].combine_chunks().cast(pa.timestamp("ns", tz="UTC"))[0].as_py()
-    return first.date()
+def _day_of(table: pa.Table, session: tuple[str, str] | None = None) -> date:
+    """The partition a table of one partition's ticks is (its first tick's UTC day, or session)."""
+    return tick_data.partition_of(int(tick_data.nanoseconds(table.slice(0, 1))[0]), session)
 
 
 def bars(table: pa.Table, bar_seconds: int = 60) -> pd.DataFrame:
@@ -148,8 +148,10 @@ def bars(table: pa.Table, bar_seconds: int = 60) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def features(bar_frame: pd.DataFrame, cfg: TickTrainingConfig) -> pd.DataFrame:
-    """Features, label and baseline inputs per bar of one partition. Features at bar t use bars up to t only."""
+def features(bar_frame: pd.DataFrame, cfg: TickTrainingConfig, start: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Features, label and baseline inputs per bar of one partition. Features at bar t use bars up to t only.
+    ``start``: when the partition begins (its UTC midnight, or its session's cut), which ``minute_of_day``
+    counts from (default: each bar's UTC midnight)."""
     out = []
     for symbol, group in bar_frame.groupby("symbol", sort=True, observed=True):
         group = group.sort_values("bar_start")
@@ -173,7 +175,8 @@ def features(bar_frame: pd.DataFrame, cfg: TickTrainingConfig) -> pd.DataFrame:
             volume_w = volume.rolling(w, min_periods=1).sum()
             f[f"imbalance_{w}"] = flow.rolling(w, min_periods=1).sum() / volume_w.where(volume_w > 0)
             f[f"ticks_rel_{w}"] = group["ticks"] / group["ticks"].rolling(w, min_periods=1).mean()
-        seconds = (group["bar_start"] - group["bar_start"].dt.normalize()).dt.total_seconds()
+        origin = group["bar_start"].dt.normalize() if start is None else start
+        seconds = (group["bar_start"] - origin).dt.total_seconds()
         f["minute_of_day"] = (seconds // 60).astype("int64")
         next_return = np.log(close.shift(-1) / close)
         f["next_return"] = next_return
@@ -187,28 +190,33 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in NOT_FEATURES]
 
 
-def partition_features(item: Any, cfg: TickTrainingConfig) -> pd.DataFrame:
-    """One partition (table or snapshot) -> its feature frame, tagged with the partition's day."""
+def partition_features(item: Any, cfg: TickTrainingConfig, session: tuple[str, str] | None = None) -> pd.DataFrame:
+    """One partition (table or snapshot) -> its feature frame, tagged with the partition's day. ``session``: the
+    feed's (cut, zone) when a partition is a session rather than a UTC day (``minute_of_day`` counts from its
+    cut)."""
     table, day = _as_table(item)
-    day = day or _day_of(table)
+    day = day or _day_of(table, session)
     bar_frame = bars(table, cfg.bar_seconds)
     if cfg.symbols is not None:  # the configured universe only (None: every symbol the partition holds)
         bar_frame = bar_frame[bar_frame["symbol"].isin(cfg.symbols)]
-    frame = features(bar_frame, cfg)
+    start = pd.Timestamp(tick_data.partition_bounds(day, session)[0], tz="UTC")
+    frame = features(bar_frame, cfg, start)
     frame.insert(1, "partition", day.isoformat())
     return frame
 
 
-def prepare(tables: list[Any], cfg: TickTrainingConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def prepare(tables: list[Any], cfg: TickTrainingConfig, *, session: tuple[str, str] | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """A window of partitions -> (train, valid, test) feature frames, walk-forward.
 
     ``tables`` are Arrow tables or snapshots, one per partition, in any order; the latest day is the test day.
-    One partition's ticks are in memory at a time; only bars are kept.
+    One partition's ticks are in memory at a time; only bars are kept. ``session``: the feed's (cut, zone), when
+    its partitions are sessions.
     """
     if len(tables) < 2:
         raise ValueError(f"a walk-forward window needs at least 2 partitions (train days + test day), "
                          f"got {len(tables)}")
-    frames = [partition_features(item, cfg) for item in tables]
+    frames = [partition_features(item, cfg, session) for item in tables]
     frames.sort(key=lambda f: f["partition"].iloc[0])
     days = [f["partition"].iloc[0] for f in frames]
     if len(set(days)) != len(days):

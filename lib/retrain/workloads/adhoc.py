@@ -29,8 +29,10 @@ DATASETS = tuple(catalog.DATASETS)
 # resource profile -> Airflow pool and queue of the train and evaluate tasks
 RESOURCES = {"cpu": {"pool": "cpu", "queue": "default"}, "gpu": {"pool": "gpu", "queue": "gpu"}}
 DEFAULT_RESOURCES = {w.kind: w.resources for w in catalog.WORKLOADS.values()}
-# the registered model is fixed per dataset: names, the candidate asset and promotion hang on it
-FIXED_KEYS = ("model",)
+# fixed per dataset: the registered model (names, the candidate asset and promotion hang on it) and a tick
+# feed's symbols (configs/feeds.yaml states them once, for the gate and the training alike)
+FIXED_KEYS = {"model": "the registered model is fixed per dataset",
+              "symbols": "a feed's symbols are set in configs/feeds.yaml only"}
 # image runs: only the loop's hyperparameters reach the shared training step
 OVERRIDABLE = {"image": ("loop",)}
 
@@ -87,7 +89,7 @@ def effective_config(kind: str, dataset: str, overrides: Mapping[str, Any]) -> B
         top = path.split(".")[0]
         if top in FIXED_KEYS:
             raise ConfigError(f"{DAG_ID} override {path} = {value!r} for {dataset}: not overridable "
-                              f"(the registered model is fixed per dataset)")
+                              f"({FIXED_KEYS[top]})")
         if kind in OVERRIDABLE and top not in OVERRIDABLE[kind]:
             raise ConfigError(f"{DAG_ID} override {path} = {value!r} for {dataset}: not overridable in ad hoc "
                               f"{kind} runs (overridable: {', '.join(k + '.*' for k in OVERRIDABLE[kind])})")

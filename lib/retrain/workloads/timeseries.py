@@ -273,33 +273,39 @@ def validate_partition(table, partition: str, feed: config.TickFeed, *,
 def gate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:
     """Validate every partition of the window (the suite's partition rules, one report each), then the window's
     prepared examples (its window rules, such as the target's balance); every failure raised together, each
-    naming its partition (or the window), rule and observed value."""
+    naming its partition (or the window), rule and observed value. A refusal names what no run can train now
+    (the window, and each partition version that failed its own rules), for the freshness reconcile."""
     from retrain.data import ticks
     from retrain.errors import DataQualityError
     from retrain.training import ticks as tick_training
 
+    storage.remove(storage.join(work, SPLIT_DONE))  # a split from an earlier try is judged again
     feed = config.feed(DATASET)
     span = f"{window['window'][0]}..{window['window'][-1]}"
-    failures, summaries = [], []
+    failures, summaries, rejected = [], [], [window_digest(window["versions"])[:16]]
     snaps = window_snapshots(window)  # verified once (remote files land checked in the shard cache)
     for snapshot in snaps:
         report = validate_partition(ticks.read_partition(snapshot), snapshot.partition, feed,
                                     report_dir=storage.join(work, "quality", snapshot.partition))
         summaries.append(report.summary())
         failures += report.failures
+        rejected += [] if report.success else [snapshot.version]
+
+    def refuse(found: list[dict]) -> DataQualityError:
+        return DataQualityError(DATASET, span, found, storage.join(work, "quality"), what="window", rejects=rejected)
+
     # what training needs: the walk-forward split of the window's bars, as prepare makes it (DataQualityError
     # naming the minimum, min_train_examples, when the training days hold too few bars)
     try:
-        train, valid, test = tick_training.prepare(snaps, cfg)
+        train, valid, test = tick_training.prepare(snaps, cfg, session=_session(feed))
     except DataQualityError as exc:
-        raise DataQualityError(DATASET, span, failures + exc.failures, storage.join(work, "quality"),
-                               what="window") from None
+        raise refuse(failures + exc.failures) from None
     except Exception:
         if not failures:
             raise
         log.warning("ticks window %s: no examples to validate (its partitions failed their rules)", span,
                     exc_info=True)
-        raise DataQualityError(DATASET, span, failures, storage.join(work, "quality"), what="window") from None
+        raise refuse(failures) from None
     import pandas as pd
 
     examples = pd.concat([split[["label"]] for split in (train, valid, test)], ignore_index=True)
@@ -307,32 +313,53 @@ def gate(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -
                               report_dir=storage.join(work, "quality", "window"))
     failures += [f | {"partition": f"window {span}"} for f in report.failures]
     if failures:
-        raise DataQualityError(DATASET, span, failures, storage.join(work, "quality"), what="window")
-    _write_split(work, train, valid, test)  # what the gate judged is what trains: prepare reuses it
+        raise refuse(failures)
+    _write_split(work, window, cfg, train, valid, test)  # what the gate judged is what trains: prepare reuses it
     return {"verdict": "passed", "partitions": summaries, "window": report.summary(),
             "bars": {"train": len(train), "valid": len(valid), "test": len(test)}}
 
 
+def _session(feed: config.TickFeed) -> tuple[str, str] | None:
+    return None if feed.session is None else (feed.session.cut, feed.session.zone)
+
+
 _SPLIT = ("train", "valid", "test")
+SPLIT_DONE = "split.json"
 
 
-def _write_split(work: str, *frames) -> dict:
+def _split_key(window: Mapping[str, Any], cfg: config.TickTrainingConfig) -> dict:
+    """What a split was made from: the window's exact versions and the settings (a split made from anything
+    else is never reused)."""
+    import hashlib
+
+    return {"window_digest": window_digest(window["versions"]),
+            "config_sha256": hashlib.sha256(cfg.model_dump_json().encode()).hexdigest(),
+            "feed_session": list(_session(config.feed(DATASET)) or [])}
+
+
+def _write_split(work: str, window: Mapping[str, Any], cfg: config.TickTrainingConfig, *frames) -> dict:
     for name, frame in zip(_SPLIT, frames):
         storage.write_frame(frame, storage.join(work, f"{name}.parquet"), index=False)
     counts = {name: len(frame) for name, frame in zip(_SPLIT, frames)}
-    storage.write_text(storage.join(work, "split.json"), json.dumps(counts))  # last: the split is complete
+    record = {"counts": counts, **_split_key(window, cfg)}
+    storage.write_text(storage.join(work, SPLIT_DONE), json.dumps(record))  # last: the split is complete
     return counts
 
 
 def prepare(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:
     """Bars and features of the window, split train/valid/test, in the work folder: the split the gate wrote
-    there when it passed (the run's own window, read once), else made here from the recorded versions."""
+    there when it passed, if it was made from exactly this window's versions and these settings (the window is
+    then read once per run), else made here from the recorded versions."""
     from retrain.training import ticks
 
-    done = storage.join(work, "split.json")
+    done = storage.join(work, SPLIT_DONE)
     if storage.exists(done):
-        return json.loads(storage.read_text(done))
-    return _write_split(work, *ticks.prepare(window_snapshots(window), cfg))
+        record = json.loads(storage.read_text(done))
+        if {k: record.get(k) for k in ("window_digest", "config_sha256", "feed_session")} == _split_key(window, cfg):
+            return record["counts"]
+        log.info("the split in %s was made from another window or other settings: made again", work)
+    split = ticks.prepare(window_snapshots(window), cfg, session=_session(config.feed(DATASET)))
+    return _write_split(work, window, cfg, *split)
 
 
 def train(window: Mapping[str, Any], cfg: config.TickTrainingConfig, work: str) -> dict:

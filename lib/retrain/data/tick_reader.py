@@ -41,7 +41,7 @@ _CSV_TYPES = {
     "bid": pa.float64(),
     "ask": pa.float64(),
     "kind": pa.binary(),
-    "trade_id": pa.string(),  # mostly distinct values: Arrow checks UTF-8 as it parses
+    "trade_id": pa.binary(),  # mostly distinct values: parsed as bytes (half the time of text), checked once after
     "venue": pa.binary(),
 }
 _NAIVE = pa.timestamp("ns")  # how a feed with a source time zone is parsed (local time, then converted)
@@ -457,10 +457,20 @@ def _kinds(table: pa.Table, file: str) -> pa.DictionaryArray:
     return kind
 
 
-def _trade_ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Trade ids as strings; an empty one (quoted in CSV, or in parquet) is none (null)."""
+def _trade_ids(column: pa.ChunkedArray, file: str) -> pa.ChunkedArray:
+    """Trade ids as strings (UTF-8, checked in one vectorised cast); an empty one (quoted in CSV, or in parquet)
+    is none (null)."""
     if column.type != pa.string():
-        column = column.cast(pa.string())
+        try:
+            column = column.cast(pa.string())
+        except pa.ArrowInvalid:
+            for row, value in enumerate(column.to_pylist()):  # the error path only: find the row
+                if isinstance(value, bytes):
+                    try:
+                        value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise DataFormatError(file, "trade_id must be UTF-8 text", f"data row {row + 1}: {value!r}") from None
+            raise
     chunks = []
     for chunk in column.chunks:
         n = len(chunk)
@@ -489,7 +499,7 @@ def _normalise(table: pa.Table, timestamp: pa.ChunkedArray, file: str) -> pa.Tab
         "bid": table["bid"],
         "ask": table["ask"],
         "kind": _kinds(table, file),
-        "trade_id": _trade_ids(table["trade_id"]) if "trade_id" in names else pa.nulls(n, pa.string()),
+        "trade_id": _trade_ids(table["trade_id"], file) if "trade_id" in names else pa.nulls(n, pa.string()),
         "venue": _labels(table["venue"], "venue", file) if "venue" in names else _dictionary(none, []),
     }
     return pa.Table.from_arrays([columns[name] for name in COLUMNS], schema=SCHEMA)

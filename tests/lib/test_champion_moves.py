@@ -39,6 +39,12 @@ JUDGE = textwrap.dedent("""
     Path(f"{go}.ready.{os.getpid()}").touch()  # imported: waits at the line
     while not go.exists():  # released together with the other judges
         time.sleep(0.01)
+    from retrain import registry
+    real_lock = registry.champion_lock
+    def champion_lock(name):  # says when this judge has scored and queues at the lock
+        Path(f"{go}.at-lock.{os.getpid()}").touch()
+        return real_lock(name)
+    registry.champion_lock = champion_lock
     crash_after_move = os.environ.get("CRASH_AFTER_ALIAS_MOVE") == "1"
     if crash_after_move:  # the process dies for real right after the alias moved (no cleanup, no audit)
         from retrain import registry
@@ -174,7 +180,10 @@ def _judge_together(world, events: list[dict], tmp_path: Path, env: dict | None 
     if overlap:
         with registry.champion_lock(MODEL):
             go.touch()
-            time.sleep(15)  # every judge has scored both models and waits for the lock
+            # every judge has scored both models and queues at the lock (however long scoring takes: a fixed
+            # wait let a slow judge reach the lock after the others had moved the champion, and no overlap)
+            _wait_ready(go, len(processes), stage="at-lock", timeout=600)
+            time.sleep(1)  # from its marker to its flock: a few lines
     go.touch()
     outputs = [p.communicate(timeout=600) for p in processes]
     decisions = []
@@ -185,10 +194,10 @@ def _judge_together(world, events: list[dict], tmp_path: Path, env: dict | None 
     return decisions
 
 
-def _wait_ready(go: Path, count: int, timeout: float = 120) -> None:
+def _wait_ready(go: Path, count: int, *, stage: str = "ready", timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while len(list(go.parent.glob(f"{go.name}.ready.*"))) < count:
-        assert time.monotonic() < deadline, "the judges did not start"
+    while len(list(go.parent.glob(f"{go.name}.{stage}.*"))) < count:
+        assert time.monotonic() < deadline, f"the judges did not reach {stage!r}"
         time.sleep(0.1)
 
 

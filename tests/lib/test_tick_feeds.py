@@ -247,3 +247,37 @@ def test_minute_of_day_counts_from_the_session_open(partitions):
     assert frame.loc[frame["bar_start"] == first, "minute_of_day"].iloc[0] == (first - pd.Timestamp(
         "2026-03-01 22:00", tz="UTC")).total_seconds() // 60
     assert frame["minute_of_day"].is_monotonic_increasing and frame["minute_of_day"].max() < 24 * 60
+
+
+@pytest.mark.usefixtures("repo_expectations")
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_window_whose_quotes_never_move_fails_the_target_balance_in_each_shape(profile):
+    """The real case the window rule was written for: quotes frozen while the feed goes on, so the mid never
+    moves and every next bar is "not up". Each shape's window of three partitions, its quotes frozen at the
+    day's first quote, is refused with that reason; the same window as sent passes."""
+    from retrain import quality
+    from retrain.training import ticks as tick_training
+
+    feed = _feed(profile)
+    shape = tick_generator.PROFILES[profile]
+    days = [date(2026, 3, d) for d in (2, 3, 4)]
+    tables = [tick_reader.normalize_partition([("ticks.csv", shape.csv(day, ticks_per_day=TICKS[profile], seed=s))],
+                                              day.isoformat(), source_timezone=feed.source_timezone)
+              for s, day in enumerate(days)]
+
+    def frozen(table: pa.Table) -> pa.Table:
+        frame = _frame(table)
+        for column in ("bid", "ask"):
+            frame[column] = frame.groupby("symbol")[column].transform("first")
+        frame.loc[frame["kind"] == "trade", "price"] = frame["bid"]
+        return _table(frame)
+
+    cfg = config.TickTrainingConfig(symbols=feed.symbol_names, window_partitions=3)
+    session = None if feed.session is None else (feed.session.cut, feed.session.zone)
+    for window, verdict in ((tables, True), ([frozen(t) for t in tables], False)):
+        split = tick_training.prepare(window, cfg, session=session)
+        examples = pd.concat([part[["label"]] for part in split], ignore_index=True)
+        report = quality.validate("ticks", examples, version="window", scope=quality.WINDOW)
+        assert report.success is verdict, report.failures
+    [failure] = report.failures
+    assert failure["rule"].startswith("target almost one class") and failure["observed"] == 0

@@ -319,16 +319,8 @@ def feed(dataset: str) -> TickFeed:
     """The feed settings of a tick dataset (``configs/feeds.yaml``). Read afresh on each call (a few dozen lines):
     an edited file takes effect at the next task, with no cache to clear."""
     path = get_settings().config_dir / "feeds.yaml"
-    try:
-        raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no feed settings (expected symbols, time zone, partition boundary)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    try:
-        feeds = FeedsConfig.model_validate(raw or {}).feeds
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_problems(exc)}") from None
+    raw = _read_yaml(path, "no feed settings (expected symbols, time zone, partition boundary)")
+    feeds = _validated(FeedsConfig, raw, path).feeds
     try:
         return feeds[dataset]
     except KeyError:
@@ -577,6 +569,27 @@ def _catalog_model(workload: str) -> type[WorkloadConfig] | None:
     return catalog.load(entry.config_model) if entry is not None and entry.config_model else None
 
 
+def _read_yaml(path, missing: str | None) -> Any:
+    """A config file's YAML (ConfigError naming the file when it is not YAML); a missing file is a ConfigError
+    saying ``missing``, or nothing (None: its model's defaults apply)."""
+    try:
+        return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        if missing is None:
+            return None
+        raise ConfigError(f"{path}: {missing}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+
+
+def _validated(model: type[BaseModel], raw: Any, path) -> Any:
+    """``raw`` validated by ``model`` (ConfigError naming the file and each problem)."""
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_problems(exc)}") from None
+
+
 def _problems(exc: ValidationError) -> str:
     """Each problem as ``field.path: message (got value)``; a model-level rule's message stands alone."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" if e["loc"]
@@ -587,17 +600,8 @@ def _problems(exc: ValidationError) -> str:
 def load(workload: str) -> WorkloadConfig:
     """The validated configuration of a workload (``configs/<workload>.yaml``)."""
     path = get_settings().config_dir / f"{workload}.yaml"
-    try:
-        raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no configuration for workload {workload!r}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    model = _MODELS.get(workload) or _catalog_model(workload) or WorkloadConfig
-    try:
-        config = model.model_validate(raw or {})
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_problems(exc)}") from None
+    raw = _read_yaml(path, f"no configuration for workload {workload!r}")
+    config = _validated(_MODELS.get(workload) or _catalog_model(workload) or WorkloadConfig, raw, path)
     if config.workload != workload:
         raise ConfigError(f"{path}: workload must be {workload!r} (observed {config.workload!r})")
     return config
@@ -607,13 +611,4 @@ def load(workload: str) -> WorkloadConfig:
 def deployment() -> DeploymentConfig:
     """Pools and worker kinds (``configs/deployment.yaml``; defaults when the file is absent)."""
     path = get_settings().config_dir / "deployment.yaml"
-    try:
-        raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except FileNotFoundError:
-        return DeploymentConfig()
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    try:
-        return DeploymentConfig.model_validate(raw or {})
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_problems(exc)}") from None
+    return _validated(DeploymentConfig, _read_yaml(path, None), path)
